@@ -1,0 +1,38 @@
+"""ufmtheory: theory and solvers for the unconstrained features model (UFM).
+
+Entry point: ``import ufmtheory as ut``.
+
+Example:
+    >>> import ufmtheory as ut
+    >>> prob = ut.UFM(ut.designs.factorial((3, 3)), dim=9, lam_W=5e-3, lam_H=5e-3)
+    >>> traj = ut.gradient_flow(prob, 1e4, init=ut.init.small(prob, 1e-2, seed=0), saveat=20)
+    >>> bool(abs(traj.gram_H[-1] - ut.equilibria.zhu(prob).gram_H).max() < 1e-5)
+    True
+"""
+
+from . import designs, equilibria, init, metrics
+from .designs import Design
+from .equilibria import Equilibrium, etf_gram, etf_mode_time, etf_mode_u, zhu
+from .flow import gradient_descent, gradient_flow
+from .models import UFM
+from .trajectory import Trajectory, log_grid
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Design",
+    "Equilibrium",
+    "Trajectory",
+    "UFM",
+    "designs",
+    "equilibria",
+    "etf_gram",
+    "etf_mode_time",
+    "etf_mode_u",
+    "gradient_descent",
+    "gradient_flow",
+    "init",
+    "log_grid",
+    "metrics",
+    "zhu",
+]

@@ -1,0 +1,209 @@
+"""Closed-form equilibria and exact mode dynamics (THEORY.md section 3).
+
+* :func:`etf_gram`: the simplex equiangular tight frame Gram.
+* :func:`zhu`: the global minimiser of the regularised UFM on balanced one-hot designs
+  [Zhu et al. 2021, arXiv 2105.02375], with its norms, or the zero solution when ``ε ≥ 1/K``.
+* :func:`etf_mode_time` / :func:`etf_mode_u`: the exact ETF-mode flow ``du/dt = 2u/(e^u + K - 1)`` from an
+  aligned balanced initialisation, solved in closed form with the exponential integral, and its inverse.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.special import expi
+
+__all__ = ["Equilibrium", "etf_gram", "centering", "zhu", "etf_mode_time", "etf_mode_u"]
+
+
+@dataclass(frozen=True, eq=False)
+class Equilibrium:
+    """A critical point (usually the global minimiser) of a UFM problem.
+
+    Attributes:
+        kind: ``"etf"``, ``"zero"`` (and, for structured problems, ``"semantic"``).
+        gram_H: (m, m) context Gram ``HᵀH``.
+        gram_W: (V, V) label Gram ``W Wᵀ``.
+        logits: (V, m) logits ``W H`` (determined up to nothing: they are rotation invariant).
+        loss: objective value at the equilibrium.
+        status: ``"ok"`` or a message.
+        method: how it was obtained (``"zhu-closed-form"``, ...).
+        stats: extra numbers (``x_star``, ``epsilon``, squared norms, ...).
+    """
+
+    kind: str
+    gram_H: np.ndarray
+    gram_W: np.ndarray
+    logits: np.ndarray
+    loss: float
+    status: str = "ok"
+    method: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def centering(K: int) -> np.ndarray:
+    """``C_K = I_K - 11ᵀ/K``, the centring projector: (K, K)."""
+    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
+        raise ValueError(f"K must be an integer >= 1, got {K!r}")
+    return np.eye(K) - 1.0 / K
+
+
+def etf_gram(K: int) -> np.ndarray:
+    """Gram of the K-vector simplex ETF with unit norms: ones on the diagonal, ``-1/(K-1)`` off it.
+
+    Equals ``K/(K-1) C_K``. (K, K).
+
+    Example:
+        >>> etf_gram(3).round(3).tolist()
+        [[1.0, -0.5, -0.5], [-0.5, 1.0, -0.5], [-0.5, -0.5, 1.0]]
+    """
+    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 2:
+        raise ValueError(f"K must be an integer >= 2, got {K!r}")
+    return K / (K - 1) * centering(K)
+
+
+def zhu(problem: Any) -> Equilibrium:
+    """Global minimiser of the regularised UFM on a balanced one-hot design [Zhu et al. 2021].
+
+    With K classes, n contexts per class, ``ε = sqrt(n λ_W λ_H)`` and ``d ≥ K - 1``: if ``ε < 1/K`` the
+    class-mean logits are ``x* C_K`` with ``x* = ln(1/ε - (K - 1))``, the class-mean feature Gram is
+    ``sqrt(λ_W/(n λ_H)) x* C_K`` and ``W Wᵀ = sqrt(n λ_H/λ_W) x* C_K``; every context sits at its class
+    mean (NC1). If ``ε ≥ 1/K`` the minimiser is ``W = H = 0``.
+
+    Args:
+        problem: a :class:`ufmtheory.UFM` with ``lam_W > 0``, ``lam_H > 0`` on a balanced one-hot design.
+
+    Returns:
+        Equilibrium with ``kind`` ``"etf"`` or ``"zero"``; ``stats`` holds ``epsilon``, ``x_star``, the
+        squared Frobenius norms of W and H.
+
+    Example:
+        >>> import ufmtheory as ut
+        >>> eq = zhu(ut.UFM(ut.designs.factorial((4,)), dim=4, lam_W=1e-2, lam_H=1e-2))
+        >>> eq.kind, round(eq.stats["x_star"], 4)
+        ('etf', 4.5643)
+    """
+    design = problem.design
+    classes = design.balanced_one_hot_classes()
+    if classes is None:
+        raise ValueError(
+            "zhu() needs a balanced one-hot design (every token the label of the same number of contexts, "
+            "uniform pi); use the convex/SELI solvers for imbalanced or soft-label designs"
+        )
+    K, n = classes
+    lam_W, lam_H = problem.lam_W, problem.lam_H
+    if lam_W <= 0 or lam_H <= 0:
+        raise ValueError(
+            f"zhu() needs lam_W > 0 and lam_H > 0 (got lam_W={lam_W}, lam_H={lam_H}); without ridge the "
+            "flow diverges in norm and only its direction (the ETF) converges: see etf_gram"
+        )
+    if problem.dim < K - 1:
+        raise ValueError(f"zhu() needs dim >= K - 1 = {K - 1} for the ETF to fit, got dim={problem.dim}")
+    eps = math.sqrt(n * lam_W * lam_H)
+    C = centering(K)
+    Yl = design.Y  # (K, m): context j -> its class
+    if eps >= 1.0 / K:
+        m = design.m
+        return Equilibrium(
+            kind="zero",
+            gram_H=np.zeros((m, m)),
+            gram_W=np.zeros((K, K)),
+            logits=np.zeros((K, m)),
+            loss=math.log(K),
+            method="zhu-closed-form",
+            stats={"epsilon": eps, "threshold": 1.0 / K, "x_star": 0.0, "K": K, "n": n},
+        )
+    x_star = math.log(1.0 / eps - (K - 1))
+    means_gram = math.sqrt(lam_W / (n * lam_H)) * x_star * C  # (K, K) Gram of class-mean features
+    gram_W = math.sqrt(n * lam_H / lam_W) * x_star * C
+    gram_H = Yl.T @ means_gram @ Yl  # every context at its class mean
+    logits = x_star * C @ Yl
+    logp = logits - np.log(np.exp(logits).sum(axis=0, keepdims=True))
+    ce = float(-(Yl * logp).sum(axis=0) @ design.pi)
+    norm_W2 = float(np.trace(gram_W))
+    norm_H2 = float(np.trace(gram_H))
+    loss = ce + 0.5 * lam_W * norm_W2 + 0.5 * lam_H * norm_H2
+    return Equilibrium(
+        kind="etf",
+        gram_H=gram_H,
+        gram_W=gram_W,
+        logits=logits,
+        loss=loss,
+        method="zhu-closed-form",
+        stats={"epsilon": eps, "threshold": 1.0 / K, "x_star": x_star, "K": K, "n": n,
+               "norm_W_sq": norm_W2, "norm_H_sq": norm_H2},
+    )
+
+
+def _check_u(name: str, u: Any) -> np.ndarray:
+    arr = np.asarray(u, dtype=np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name} must be finite and > 0")
+    return arr
+
+
+def _check_K(K: Any) -> int:
+    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 2:
+        raise ValueError(f"K must be an integer >= 2, got {K!r}")
+    return int(K)
+
+
+def etf_mode_time(u: Any, K: int, u0: float) -> Any:
+    """Time for the exact ETF mode to grow from ``u0`` to ``u`` (THEORY.md section 3, [derived]).
+
+    From an aligned balanced init (``L = u C_K``, ``W Wᵀ = HᵀH = u C_K``, uniform one-hot design, no ridge)
+    ``du/dt = 2u/(e^u + K - 1)``, so ``t(u) = ½[(K-1) ln(u/u0) + Ei(u) - Ei(u0)]``. Late in the flow
+    ``u ≈ ln t``.
+
+    Args:
+        u: mode amplitude(s) > 0 (scalar or array); below ``u0`` the time is negative.
+        K: number of classes (>= 2).
+        u0: initial amplitude > 0.
+
+    Example:
+        >>> float(etf_mode_time(1e-3, 4, 1e-3))
+        0.0
+    """
+    K = _check_K(K)
+    u = _check_u("u", u)
+    u0 = float(_check_u("u0", u0))
+    t = 0.5 * ((K - 1) * np.log(u / u0) + expi(u) - expi(u0))
+    return t if t.ndim else float(t)
+
+
+def etf_mode_u(t: Any, K: int, u0: float) -> Any:
+    """Inverse of :func:`etf_mode_time`: the amplitude ``u(t)`` of the exact ETF mode at time(s) ``t ≥ 0``.
+
+    Solved by safeguarded Newton iteration on ``t(u)`` (monotone increasing, ``t'(u) = (e^u + K - 1)/(2u)``)
+    in the variable ``ln u``, to machine precision.
+
+    Example:
+        >>> u = etf_mode_u(123.0, 5, 0.01)
+        >>> round(float(etf_mode_time(u, 5, 0.01)), 9)
+        123.0
+    """
+    K = _check_K(K)
+    u0 = float(_check_u("u0", u0))
+    t = np.asarray(t, dtype=np.float64)
+    if not np.all(np.isfinite(t)) or np.any(t < 0):
+        raise ValueError("t must be finite and >= 0")
+    # Start from the bigger of the early (exponential) and late (u ~ ln t) asymptotes.
+    early = np.log(u0) + 2 * t / (K - 1 + math.exp(min(u0, 700)))
+    late = np.log(np.maximum(np.log1p(2 * t), u0))
+    x = np.maximum(np.minimum(early, np.log(np.maximum(np.log1p(2 * t) + 1, u0))), late)
+    x = np.maximum(x, np.log(u0))
+    for _ in range(200):
+        u = np.exp(x)
+        f = 0.5 * ((K - 1) * (x - math.log(u0)) + expi(u) - expi(u0)) - t
+        dfdx = 0.5 * (K - 1 + np.exp(u))  # d t / d ln u
+        step = f / dfdx
+        # Damp large steps: t(ln u) is convex, so Newton from the right converges monotonically.
+        step = np.clip(step, -2.0, 2.0)
+        x = x - step
+        if np.all(np.abs(step) < 1e-15 * np.maximum(1.0, np.abs(x))):
+            break
+    u = np.exp(x)
+    return u if u.ndim else float(u)

@@ -1,0 +1,99 @@
+"""Initialisers for UFM problems.
+
+* :func:`small`: i.i.d. Gaussian entries of standard deviation ``scale`` (the "small random init" of the
+  theory: every mode starts near the origin, with no alignment).
+* :func:`aligned`: balanced (``WᵀW = HHᵀ``) and aligned with the SVD of the centred label matrix, as the
+  exact ETF-mode and reduced dynamics assume (THEORY.md sections 3-4).
+
+Both return a dict of parameter blocks keyed like ``problem.param_shapes``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .models import check_nonnegative
+
+__all__ = ["small", "aligned", "centred_labels"]
+
+
+def _check_scale(scale: Any) -> float:
+    scale = check_nonnegative("scale", scale)
+    if scale == 0:
+        raise ValueError("scale must be > 0 (the origin is a critical point: gradient flow never leaves it)")
+    return scale
+
+
+def small(problem: Any, scale: float = 1e-3, seed: int | np.random.Generator = 0) -> dict[str, np.ndarray]:
+    """Small random initialisation: every entry of every block ~ N(0, scale²).
+
+    Args:
+        problem: a problem with ``param_shapes`` (e.g. :class:`ufmtheory.UFM`).
+        scale: standard deviation of the entries (> 0).
+        seed: integer seed or ``numpy.random.Generator``; same seed, same numbers.
+
+    Returns:
+        ``{name: array}`` with the shapes of ``problem.param_shapes``.
+
+    Example:
+        >>> import ufmtheory as ut
+        >>> prob = ut.UFM(ut.designs.factorial((2, 2)), dim=3)
+        >>> {k: v.shape for k, v in ut.init.small(prob, 0.1, seed=0).items()}
+        {'W': (4, 3), 'H': (3, 4)}
+    """
+    scale = _check_scale(scale)
+    rng = np.random.default_rng(seed)
+    return {name: scale * rng.standard_normal(shape) for name, shape in problem.param_shapes.items()}
+
+
+def centred_labels(design: Any) -> np.ndarray:
+    """``(Y - 11ᵀ/V) diag(π): (V, m)``: the label matrix the linearised dynamics grow along.
+
+    Near the origin ``softmax(WH) ≈ 1/V``, so the gradient is ``G ≈ -(Y - 11ᵀ/V) diag(π)`` and logit modes
+    grow along the singular vectors of this matrix (fastest for the largest singular values).
+    """
+    return (design.Y - 1.0 / design.V) * design.pi
+
+
+def aligned(problem: Any, scale: float = 1e-3) -> dict[str, np.ndarray]:
+    """Balanced initialisation aligned with the SVD of the centred labels.
+
+    With ``centred_labels(design) = U S Vᵀ`` (rank r) and ``R`` the first r coordinate axes of ``R^d``::
+
+        W = sqrt(scale) U (S/s_max)^{1/2} Rᵀ,   H = sqrt(scale) R (S/s_max)^{1/2} Vᵀ
+
+    so ``WᵀW = HHᵀ`` (balanced) and the logits are ``scale · U (S/s_max) Vᵀ``. For a balanced one-hot design
+    with K classes and one context per class this is ``L = W H = scale · C_K`` and
+    ``W Wᵀ = HᵀH = scale · C_K``: the exact ETF mode of THEORY.md section 3, ``u(0) = scale``.
+
+    Raises:
+        ValueError: if ``problem.dim`` is smaller than the rank of the centred labels.
+
+    Example:
+        >>> import numpy as np, ufmtheory as ut
+        >>> prob = ut.UFM(ut.designs.factorial((3,)), dim=3)
+        >>> p = ut.init.aligned(prob, scale=0.5)
+        >>> C = np.eye(3) - 1/3
+        >>> bool(np.allclose(p["H"].T @ p["H"], 0.5 * C) and np.allclose(p["W"] @ p["H"], 0.5 * C))
+        True
+    """
+    scale = _check_scale(scale)
+    if set(problem.param_shapes) != {"W", "H"}:
+        raise TypeError(f"aligned() needs a problem with blocks W and H, got {list(problem.param_shapes)}")
+    design = problem.design
+    U, S, Vt = np.linalg.svd(centred_labels(design), full_matrices=False)
+    rank = int(np.sum(S > S[0] * 1e-10)) if S.size and S[0] > 0 else 0
+    if rank == 0:
+        raise ValueError("the centred label matrix is zero: every context has the uniform distribution")
+    if problem.dim < rank:
+        raise ValueError(
+            f"dim must be >= rank of the centred labels ({rank}) for an aligned init, got dim={problem.dim}"
+        )
+    root = np.sqrt(scale * S[:rank] / S[0])
+    W = np.zeros((design.V, problem.dim))
+    H = np.zeros((problem.dim, design.m))
+    W[:, :rank] = U[:, :rank] * root
+    H[:rank, :] = root[:, None] * Vt[:rank]
+    return {"W": W, "H": H}

@@ -1,0 +1,236 @@
+"""Gram-matrix trajectories: the one result type shared by theory solvers and trained models.
+
+A :class:`Trajectory` holds, on a time grid ``ts``, the context Gram ``HᵀH`` and the label Gram ``W Wᵀ``
+(plus the loss), the solver's status and statistics, and the unit of time (``"gf"``: gradient-flow time,
+``t = lr × iterations``; ``"step"``: optimiser steps). Metrics, phase detection, plots and comparisons take
+any Trajectory, whatever produced it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Trajectory", "log_grid", "atomic_write_bytes"]
+
+
+def log_grid(t1: float, n: int = 200, t_min: float | None = None) -> np.ndarray:
+    """Default saving grid: ``0`` followed by ``n`` log-spaced times up to ``t1``.
+
+    Phases span many decades of time, so a log grid resolves the early growth and the late collapse alike.
+    ``t_min`` defaults to ``min(1e-2, t1 * 1e-3)``.
+
+    Example:
+        >>> g = log_grid(1e4, n=7)
+        >>> g[0], g[1], g[-1]
+        (0.0, 0.01, 10000.0)
+    """
+    if not np.isfinite(t1) or t1 <= 0:
+        raise ValueError(f"t1 must be finite and > 0, got {t1}")
+    if int(n) < 2:
+        raise ValueError(f"n must be >= 2, got {n}")
+    t_min = min(1e-2, t1 * 1e-3) if t_min is None else float(t_min)
+    if not 0 < t_min < t1:
+        raise ValueError(f"t_min must satisfy 0 < t_min < t1, got t_min={t_min}, t1={t1}")
+    return np.concatenate([[0.0], np.logspace(np.log10(t_min), np.log10(t1), int(n))])
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so a reader
+    never sees a partial file, even when the writer is interrupted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """Gram matrices along a run.
+
+    Attributes:
+        ts: (T,) increasing times (``time_unit``).
+        gram_H: (T, m, m) context Grams ``HᵀH``.
+        gram_W: (T, V, V) label Grams ``W Wᵀ``.
+        loss: (T,) objective values.
+        status: ``"ok"``, or a message saying why the run stopped early (then ``ts`` ends where it stopped).
+        stats: solver statistics (evaluations, steps, wall time in seconds, ...).
+        time_unit: ``"gf"`` (gradient-flow time) or ``"step"`` (optimiser steps).
+        method: the solver used (``"RK45"``, ``"gd"``, ...).
+        meta: description of the problem / run (JSON-friendly).
+        params: optional ``{name: (T, ...)}`` parameter snapshots (``save_params=True``).
+    """
+
+    ts: np.ndarray
+    gram_H: np.ndarray
+    gram_W: np.ndarray
+    loss: np.ndarray
+    status: str = "ok"
+    stats: dict[str, Any] = field(default_factory=dict)
+    time_unit: str = "gf"
+    method: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        ts = np.asarray(self.ts, dtype=np.float64)
+        gH = np.asarray(self.gram_H, dtype=np.float64)
+        gW = np.asarray(self.gram_W, dtype=np.float64)
+        loss = np.asarray(self.loss, dtype=np.float64)
+        T = ts.shape[0] if ts.ndim == 1 else -1
+        if ts.ndim != 1 or T < 1:
+            raise ValueError(f"ts must be a non-empty 1-D array, got shape {ts.shape}")
+        if np.any(np.diff(ts) <= 0):
+            raise ValueError("ts must be strictly increasing")
+        if gH.ndim != 3 or gH.shape[0] != T or gH.shape[1] != gH.shape[2]:
+            raise ValueError(f"gram_H must have shape (T, m, m) with T = {T}, got {gH.shape}")
+        if gW.ndim != 3 or gW.shape[0] != T or gW.shape[1] != gW.shape[2]:
+            raise ValueError(f"gram_W must have shape (T, V, V) with T = {T}, got {gW.shape}")
+        if loss.shape != (T,):
+            raise ValueError(f"loss must have shape ({T},), got {loss.shape}")
+        if self.time_unit not in ("gf", "step"):
+            raise ValueError(f"time_unit must be 'gf' or 'step', got {self.time_unit!r}")
+        for name, arr in (("ts", ts), ("gram_H", gH), ("gram_W", gW), ("loss", loss)):
+            object.__setattr__(self, name, arr)
+
+    # -- access --------------------------------------------------------------------------------------
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def _weights(self, t: float) -> tuple[int, int, float]:
+        """Bracketing indices and weight for interpolation at ``t`` (linear in log-time)."""
+        ts = self.ts
+        if not ts[0] <= t <= ts[-1]:
+            raise ValueError(f"t must lie in [{ts[0]}, {ts[-1]}], got {t}")
+        hi = int(np.searchsorted(ts, t, side="left"))
+        if ts[hi] == t:
+            return hi, hi, 0.0
+        lo = hi - 1
+        a, b = ts[lo], ts[hi]
+        # Phases span decades, so interpolate in log t; below the first positive time fall back to linear.
+        w = (np.log(t) - np.log(a)) / (np.log(b) - np.log(a)) if a > 0 else (t - a) / (b - a)
+        return lo, hi, float(w)
+
+    def at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(gram_H, gram_W)`` at time ``t``, interpolated linearly in log-time between saved times."""
+        lo, hi, w = self._weights(float(t))
+        return (
+            (1 - w) * self.gram_H[lo] + w * self.gram_H[hi],
+            (1 - w) * self.gram_W[lo] + w * self.gram_W[hi],
+        )
+
+    def loss_at(self, t: float) -> float:
+        lo, hi, w = self._weights(float(t))
+        return float((1 - w) * self.loss[lo] + w * self.loss[hi])
+
+    def final(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(gram_H, gram_W)`` at the last saved time."""
+        return self.gram_H[-1], self.gram_W[-1]
+
+    def metrics(self, design: Any = None, which: str = "H") -> dict[str, np.ndarray]:
+        """Standard metric curves (see :func:`ufmtheory.metrics.gram_metrics`) along the trajectory.
+
+        Args:
+            design: the design (for attribute-based semantic metrics); without it only ETF distance and
+                effective rank are computed.
+            which: ``"H"`` (context Grams) or ``"W"`` (label Grams, restricted to used labels).
+        """
+        from .metrics import trajectory_metrics
+
+        return trajectory_metrics(self, design, which=which)
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> tuple[Path, Path]:
+        """Write ``PATH.npz`` (arrays) and ``PATH.json`` (status, stats, metadata), each atomically.
+
+        Returns the two paths. ``path`` may be given with or without the ``.npz`` suffix.
+        """
+        base = Path(path)
+        if base.suffix in (".npz", ".json"):
+            base = base.with_suffix("")
+        arrays = {"ts": self.ts, "gram_H": self.gram_H, "gram_W": self.gram_W, "loss": self.loss}
+        if self.params is not None:
+            arrays.update({f"param_{k}": v for k, v in self.params.items()})
+        import io
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        npz = base.with_name(base.name + ".npz")
+        js = base.with_name(base.name + ".json")
+        info = {
+            "format": "ufmtheory.Trajectory/1",
+            "status": self.status,
+            "stats": _jsonable(self.stats),
+            "time_unit": self.time_unit,
+            "method": self.method,
+            "meta": _jsonable(self.meta),
+        }
+        atomic_write_bytes(npz, buf.getvalue())
+        atomic_write_bytes(js, json.dumps(info, indent=2).encode())
+        return npz, js
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Trajectory:
+        """Read a trajectory written by :meth:`save`."""
+        base = Path(path)
+        if base.suffix in (".npz", ".json"):
+            base = base.with_suffix("")
+        npz = base.with_name(base.name + ".npz")
+        js = base.with_name(base.name + ".json")
+        if not npz.exists() or not js.exists():
+            raise FileNotFoundError(f"need both {npz} and {js}")
+        info = json.loads(js.read_text())
+        if info.get("format") != "ufmtheory.Trajectory/1":
+            raise ValueError(f"{js} is not a ufmtheory trajectory (format {info.get('format')!r})")
+        with np.load(npz) as data:
+            arrays = {k: data[k] for k in data.files}
+        params = {k[len("param_") :]: v for k, v in arrays.items() if k.startswith("param_")} or None
+        return cls(
+            ts=arrays["ts"],
+            gram_H=arrays["gram_H"],
+            gram_W=arrays["gram_W"],
+            loss=arrays["loss"],
+            status=info["status"],
+            stats=info["stats"],
+            time_unit=info["time_unit"],
+            method=info["method"],
+            meta=info["meta"],
+            params=params,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Trajectory(T={len(self)}, t=[{self.ts[0]:.3g}, {self.ts[-1]:.3g}] {self.time_unit}, "
+            f"m={self.gram_H.shape[1]}, V={self.gram_W.shape[1]}, method={self.method!r}, status={self.status!r})"
+        )
