@@ -169,10 +169,9 @@ def gradient_flow(
         n_saved = len(thetas)
         if sol.status != 0:
             status = f"failed: {sol.message}"
-        nsteps = int(sol.t.size)
     except _Stop as stop:
         status = f"failed: {stop}"
-        thetas, n_saved, nsteps = [], 0, 0
+        thetas, n_saved = [], 0
     finally:
         if bar is not None:
             bar.close()
