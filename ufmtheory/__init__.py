@@ -10,7 +10,7 @@ Example:
     True
 """
 
-from . import designs, equilibria, init, metrics
+from . import designs, equilibria, init, metrics, plotting
 from .designs import Design
 from .equilibria import Equilibrium, etf_gram, etf_mode_time, etf_mode_u, zhu
 from .flow import gradient_descent, gradient_flow
@@ -34,5 +34,6 @@ __all__ = [
     "init",
     "log_grid",
     "metrics",
+    "plotting",
     "zhu",
 ]

@@ -78,7 +78,9 @@ class Design:
         Y = _as_float_matrix("Y", self.Y)
         V, m = Y.shape
         if V < 2 or m < 1:
-            raise ValueError(f"Y must have at least 2 rows (tokens) and 1 column (context), got shape {Y.shape}")
+            raise ValueError(
+                f"Y must have at least 2 rows (tokens) and 1 column (context), got shape {Y.shape}"
+            )
         if np.any(Y < 0):
             raise ValueError("Y must be non-negative (columns are next-token distributions)")
         col_sums = Y.sum(axis=0)
@@ -106,7 +108,9 @@ class Design:
         p = X.shape[0]
         groups = tuple(range(p)) if self.groups is None else tuple(int(g) for g in self.groups)
         if len(groups) != p:
-            raise ValueError(f"groups must have one entry per attribute row of X (p = {p}), got {len(groups)}")
+            raise ValueError(
+                f"groups must have one entry per attribute row of X (p = {p}), got {len(groups)}"
+            )
         names = {
             "context_names": (self.context_names, m, "c"),
             "label_names": (self.label_names, V, "y"),

@@ -133,8 +133,15 @@ def zhu(problem: Any) -> Equilibrium:
         logits=logits,
         loss=loss,
         method="zhu-closed-form",
-        stats={"epsilon": eps, "threshold": 1.0 / K, "x_star": x_star, "K": K, "n": n,
-               "norm_W_sq": norm_W2, "norm_H_sq": norm_H2},
+        stats={
+            "epsilon": eps,
+            "threshold": 1.0 / K,
+            "x_star": x_star,
+            "K": K,
+            "n": n,
+            "norm_W_sq": norm_W2,
+            "norm_H_sq": norm_H2,
+        },
     )
 
 

@@ -112,7 +112,8 @@ def gradient_flow(
             or ``None`` (``log_grid(t1)``: 0 and 200 log-spaced times).
         method: one of scipy's ``solve_ivp`` methods: RK45, DOP853 (default; efficient at tight tolerances),
             RK23, LSODA, BDF, Radau.
-        rtol, atol: integrator tolerances.
+        rtol: relative tolerance of the integrator.
+        atol: absolute tolerance of the integrator.
         log_time: integrate in ``s = ln(1 + t)`` (default), which keeps step counts logarithmic in ``t1``.
         save_params: also store the parameters at every saved time (``Trajectory.params``).
         progress: show a tqdm progress bar (in units of the integration variable).
@@ -186,8 +187,14 @@ def gradient_flow(
         gram_W=data["gram_W"],
         loss=data["loss"],
         status=status,
-        stats={"evaluations": evals, "saved": n_saved, "wall_time": wall, "log_time": log_time,
-               "rtol": rtol, "atol": atol},
+        stats={
+            "evaluations": evals,
+            "saved": n_saved,
+            "wall_time": wall,
+            "log_time": log_time,
+            "rtol": rtol,
+            "atol": atol,
+        },
         time_unit="gf",
         method=method,
         meta=problem.describe(),
@@ -245,8 +252,10 @@ def gradient_descent(
         >>> traj.ts.tolist()
         [0.0, 0.5, 2.0, 11.0, 50.0]
     """
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not (
-        math.isfinite(lr) and lr > 0
+    if (
+        isinstance(lr, bool)
+        or not isinstance(lr, (int, float, np.floating))
+        or not (math.isfinite(lr) and lr > 0)
     ):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
@@ -285,8 +294,12 @@ def gradient_descent(
         gram_W=data["gram_W"],
         loss=data["loss"],
         status=status,
-        stats={"evaluations": int(min(steps, saved_steps[-1] + 1)), "wall_time": wall, "lr": float(lr),
-               "steps_saved": steps_arr.tolist()},
+        stats={
+            "evaluations": int(min(steps, saved_steps[-1] + 1)),
+            "wall_time": wall,
+            "lr": float(lr),
+            "steps_saved": steps_arr.tolist(),
+        },
         time_unit="gf",
         method="gd",
         meta=problem.describe(),

@@ -117,13 +117,13 @@ class UFM:
 
     def unpack(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """Split a flat vector into parameter blocks (views, no copy)."""
+        if theta.size != self.n_params:
+            raise ValueError(f"theta must have {self.n_params} entries, got {theta.size}")
         out, start = {}, 0
         for name, shape in self.param_shapes.items():
             size = math.prod(shape)
             out[name] = theta[start : start + size].reshape(shape)
             start += size
-        if start != theta.size:
-            raise ValueError(f"theta must have {start} entries, got {theta.size}")
         return out
 
     # -- model ---------------------------------------------------------------------------------------

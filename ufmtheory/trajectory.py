@@ -232,5 +232,6 @@ class Trajectory:
     def __repr__(self) -> str:
         return (
             f"Trajectory(T={len(self)}, t=[{self.ts[0]:.3g}, {self.ts[-1]:.3g}] {self.time_unit}, "
-            f"m={self.gram_H.shape[1]}, V={self.gram_W.shape[1]}, method={self.method!r}, status={self.status!r})"
+            f"m={self.gram_H.shape[1]}, V={self.gram_W.shape[1]}, method={self.method!r}, "
+            f"status={self.status!r})"
         )
