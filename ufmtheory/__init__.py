@@ -14,7 +14,7 @@ from . import designs, equilibria, init, metrics, plotting
 from .designs import Design
 from .equilibria import Equilibrium, etf_gram, etf_mode_time, etf_mode_u, zhu
 from .flow import gradient_descent, gradient_flow
-from .models import UFM
+from .models import UFM, ModifiedUFM
 from .trajectory import Trajectory, log_grid
 
 __version__ = "0.1.0"
@@ -24,6 +24,7 @@ __all__ = [
     "Equilibrium",
     "Trajectory",
     "UFM",
+    "ModifiedUFM",
     "designs",
     "equilibria",
     "etf_gram",

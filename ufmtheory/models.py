@@ -25,7 +25,14 @@ import numpy as np
 
 from .designs import Design
 
-__all__ = ["UFM", "log_softmax_columns", "check_nonnegative", "check_dim"]
+__all__ = [
+    "UFM",
+    "ModifiedUFM",
+    "cross_entropy_and_grads",
+    "log_softmax_columns",
+    "check_nonnegative",
+    "check_dim",
+]
 
 
 def log_softmax_columns(Z: np.ndarray) -> np.ndarray:
@@ -33,6 +40,27 @@ def log_softmax_columns(Z: np.ndarray) -> np.ndarray:
     zmax = Z.max(axis=0, keepdims=True)
     shifted = Z - zmax
     return shifted - np.log(np.exp(shifted).sum(axis=0, keepdims=True))
+
+
+def cross_entropy_and_grads(
+    W: np.ndarray, H: np.ndarray, design: Design, need_grad: bool = True
+) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
+    """Weighted soft-label cross-entropy ``Σ_j π_j CE(y_j, softmax(W h_j))`` and its gradients.
+
+    Args:
+        W: (V, d) classifier. H: (d, m) features. design: supplies ``Y: (V, m)`` and ``pi: (m,)``.
+
+    Returns:
+        ``(loss, (∇_W, ∇_H))`` with ``∇_W = G Hᵀ: (V, d)``, ``∇_H = Wᵀ G: (d, m)`` and
+        ``G = (softmax(WH) - Y) diag(π)``; when ``need_grad`` is False the gradients are empty arrays.
+    """
+    logp = log_softmax_columns(W @ H)
+    Y, pi = design.Y, design.pi
+    loss = float(-(Y * logp).sum(axis=0) @ pi)
+    if not need_grad:
+        return loss, (np.empty(0), np.empty(0))
+    G = (np.exp(logp) - Y) * pi  # (V, m): softmax minus labels, columns weighted by pi
+    return loss, (G @ H.T, W.T @ G)
 
 
 def check_nonnegative(name: str, value: Any) -> float:
@@ -153,20 +181,14 @@ class UFM:
         Cost: three matmuls of ``V·d·m`` (the logits and the two gradients) plus O(V·m) for softmax.
         """
         W, H = params["W"], params["H"]
-        Z = W @ H
-        logp = log_softmax_columns(Z)
-        Y, pi = self.design.Y, self.design.pi
-        ce = -(Y * logp).sum(axis=0)
-        loss = float(ce @ pi)
+        loss, grads = cross_entropy_and_grads(W, H, self.design, need_grad)
         if self.lam_W:
             loss += 0.5 * self.lam_W * float(np.vdot(W, W))
         if self.lam_H:
             loss += 0.5 * self.lam_H * float(np.vdot(H, H))
         if not need_grad:
             return loss, {}
-        G = (np.exp(logp) - Y) * pi  # (V, m): softmax minus labels, columns weighted by pi
-        gW = G @ H.T
-        gH = W.T @ G
+        gW, gH = grads
         if self.lam_W:
             gW += self.lam_W * W
         if self.lam_H:
@@ -195,3 +217,126 @@ class UFM:
             "lam_H": self.lam_H,
             "design": self.design.summary(),
         }
+
+
+@dataclass(frozen=True, eq=False)
+class ModifiedUFM(UFM):
+    """Modified UFM with structured inputs (THEORY.md section 4, [derived]).
+
+    Features keep a shared path through the latent factors: ``H = N(E X̃)`` with
+    ``X̃ = [α X; β I_m]: (p + m, m)`` and trainable ``E: (d, p + m)``. ``α`` weights the shared attribute
+    embeddings, ``β`` the per-context free channel (capacity); ``N`` is the identity or, with
+    ``normalize=r``, the projection of every column onto the sphere of radius r (as a final LayerNorm does).
+    Without ``N``, gradient flow on E moves H by ``dH/dt = -∇_H f · K_x`` with ``K_x = X̃ᵀX̃ = α²XᵀX + β²I``:
+    the standard UFM preconditioned by the attribute-sharing kernel.
+
+    Attributes:
+        design, dim, lam_W: as in :class:`UFM`.
+        alpha: weight of the shared attribute path (>= 0).
+        beta: weight of the per-context path (>= 0; ``alpha`` and ``beta`` not both 0).
+        ridge: ``"H"`` (penalty ``lam_H/2 ‖E X̃‖²`` on the pre-normalisation features) or ``"E"``
+            (``lam_E/2 ‖E‖²`` on the embeddings).
+        lam_H: ridge on features (``ridge="H"`` only).
+        lam_E: ridge on embeddings (``ridge="E"`` only).
+        normalize: ``None`` or the radius ``r > 0`` of the column normalisation.
+
+    ``alpha=0, beta=1, normalize=None, ridge="H"`` is the standard UFM on ``H = E[:, p:]``.
+
+    Example:
+        >>> import ufmtheory as ut
+        >>> prob = ut.ModifiedUFM(ut.designs.factorial((2, 2)), dim=4, alpha=1.0, beta=1.0)
+        >>> {k: v for k, v in prob.param_shapes.items()}
+        {'W': (4, 4), 'E': (4, 8)}
+    """
+
+    alpha: float = 1.0
+    beta: float = 1.0
+    ridge: str = "H"
+    lam_E: float = 0.0
+    normalize: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "alpha", check_nonnegative("alpha", self.alpha))
+        object.__setattr__(self, "beta", check_nonnegative("beta", self.beta))
+        object.__setattr__(self, "lam_E", check_nonnegative("lam_E", self.lam_E))
+        if self.alpha == 0 and self.beta == 0:
+            raise ValueError("alpha and beta must not both be 0 (the features would be identically zero)")
+        if self.ridge not in ("H", "E"):
+            raise ValueError(f"ridge must be 'H' or 'E', got {self.ridge!r}")
+        if self.ridge == "H" and self.lam_E:
+            raise ValueError("lam_E must be 0 when ridge='H' (the ridge sits on the features; use lam_H)")
+        if self.ridge == "E" and self.lam_H:
+            raise ValueError("lam_H must be 0 when ridge='E' (the ridge sits on the embeddings; use lam_E)")
+        if self.normalize is not None:
+            r = check_nonnegative("normalize", self.normalize)
+            if r == 0:
+                raise ValueError("normalize must be None or a radius > 0")
+            object.__setattr__(self, "normalize", r)
+        X_tilde = np.vstack([self.alpha * self.design.X, self.beta * np.eye(self.design.m)])
+        X_tilde.setflags(write=False)
+        object.__setattr__(self, "_X_tilde", X_tilde)
+
+    @property
+    def X_tilde(self) -> np.ndarray:
+        """``X̃ = [α X; β I_m]: (p + m, m)``."""
+        return self._X_tilde  # type: ignore[attr-defined]
+
+    @property
+    def kernel(self) -> np.ndarray:
+        """``K_x = X̃ᵀX̃ = α² XᵀX + β² I: (m, m)``, the attribute-sharing kernel."""
+        return self.X_tilde.T @ self.X_tilde
+
+    @property
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"W": (self.design.V, self.dim), "E": (self.dim, self.design.p + self.design.m)}
+
+    def features(self, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        H = params["E"] @ self.X_tilde
+        if self.normalize is not None:
+            H = self.normalize * H / np.linalg.norm(H, axis=0, keepdims=True)
+        return params["W"], H
+
+    def loss_and_grad(
+        self, params: dict[str, np.ndarray], need_grad: bool = True
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        """Loss and gradient ``{"W": (V, d), "E": (d, p + m)}`` via the chain rule through ``H = N(E X̃)``."""
+        W, E = params["W"], params["E"]
+        H_raw = E @ self.X_tilde
+        if self.normalize is not None:
+            norms = np.linalg.norm(H_raw, axis=0, keepdims=True)
+            H = self.normalize * H_raw / norms
+        else:
+            H = H_raw
+        loss, grads = cross_entropy_and_grads(W, H, self.design, need_grad)
+        loss += 0.5 * self.lam_W * float(np.vdot(W, W))
+        if self.ridge == "H":
+            loss += 0.5 * self.lam_H * float(np.vdot(H_raw, H_raw))
+        else:
+            loss += 0.5 * self.lam_E * float(np.vdot(E, E))
+        if not need_grad:
+            return loss, {}
+        gW, gH = grads
+        if self.normalize is not None:
+            # d(r x/|x|)/dx = (r/|x|)(I - x̂x̂ᵀ): project out the radial part of each column's gradient.
+            unit = H / self.normalize
+            gH = (self.normalize / norms) * (gH - unit * (unit * gH).sum(axis=0, keepdims=True))
+        if self.ridge == "H" and self.lam_H:
+            gH = gH + self.lam_H * H_raw
+        gE = gH @ self.X_tilde.T
+        if self.lam_E:
+            gE += self.lam_E * E
+        if self.lam_W:
+            gW += self.lam_W * W
+        return loss, {"W": gW, "E": gE}
+
+    def grad_flops(self) -> float:
+        V, d, m, p = self.design.V, self.dim, self.design.m, self.design.p
+        return 6.0 * V * d * m + 4.0 * d * (p + m) * m
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out.update(
+            alpha=self.alpha, beta=self.beta, ridge=self.ridge, lam_E=self.lam_E, normalize=self.normalize
+        )
+        return out
