@@ -83,8 +83,8 @@ def zhu(problem: Any) -> Equilibrium:
     Example:
         >>> import ufmtheory as ut
         >>> eq = zhu(ut.UFM(ut.designs.factorial((4,)), dim=4, lam_W=1e-2, lam_H=1e-2))
-        >>> eq.kind, round(eq.stats["x_star"], 4)
-        ('etf', 4.5643)
+        >>> eq.kind, round(eq.stats["x_star"], 4)  # ln(1/ε - (K-1)) = ln 97
+        ('etf', 4.5747)
     """
     design = problem.design
     classes = design.balanced_one_hot_classes()

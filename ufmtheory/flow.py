@@ -250,7 +250,7 @@ def gradient_descent(
         >>> prob = ut.UFM(ut.designs.factorial((3,)), dim=3)
         >>> traj = ut.gradient_descent(prob, lr=0.5, steps=100, init=ut.init.small(prob, 0.1), saveat=4)
         >>> traj.ts.tolist()
-        [0.0, 0.5, 2.0, 11.0, 50.0]
+        [0.0, 0.5, 2.5, 11.0, 50.0]
     """
     if (
         isinstance(lr, bool)
