@@ -10,11 +10,12 @@ Example:
     True
 """
 
-from . import designs, equilibria, init, metrics, plotting
+from . import designs, equilibria, init, linear, metrics, plotting, reduced
 from .designs import Design
 from .equilibria import Equilibrium, etf_gram, etf_mode_time, etf_mode_u, zhu
 from .flow import gradient_descent, gradient_flow
 from .models import UFM, ModifiedUFM
+from .reduced import ReducedProblem, ReducedSolution, aligned_full_init, reduced_flow, reduced_solve
 from .trajectory import Trajectory, log_grid
 
 __version__ = "0.1.0"
@@ -34,7 +35,14 @@ __all__ = [
     "gradient_flow",
     "init",
     "log_grid",
+    "linear",
     "metrics",
+    "reduced",
+    "reduced_flow",
+    "reduced_solve",
+    "ReducedProblem",
+    "ReducedSolution",
+    "aligned_full_init",
     "plotting",
     "zhu",
 ]

@@ -1,0 +1,221 @@
+"""Exact symmetric reduction (THEORY.md section 4): schemes, symbolic derivation, agreement with full flows.
+
+Expected values come from independent routes: projectors are checked against their definitions (Kronecker
+products / block averages built here), kernel eigenvalues against ``np.linalg.eigh`` of the design's
+``XᵀX``, and reduced trajectories against the full gradient flow of the same problem.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import reduce
+
+import numpy as np
+import pytest
+
+import ufmtheory as ut
+from ufmtheory import symbolic
+from ufmtheory.reduced import (
+    ReducedProblem,
+    aligned_full_init,
+    factorial_scheme,
+    hierarchical_scheme,
+    reduced_flow,
+    reduced_solve,
+    scheme,
+)
+
+DESIGNS = {
+    "fact2x3": lambda: ut.designs.factorial((2, 3)),
+    "fact3x3": lambda: ut.designs.factorial((3, 3)),
+    "fact2x2x2": lambda: ut.designs.factorial((2, 2, 2)),
+    "hier2x3": lambda: ut.designs.hierarchical(2, 3),
+}
+
+
+def _kron_projector(sizes: tuple[int, ...], S: tuple[int, ...]) -> np.ndarray:
+    blocks = [np.eye(a) - 1.0 / a if f in S else np.full((a, a), 1.0 / a) for f, a in enumerate(sizes)]
+    return reduce(np.kron, blocks)
+
+
+def _block_average(K: int, block: int) -> np.ndarray:
+    return np.kron(np.eye(K // block), np.full((block, block), 1.0 / block))
+
+
+@pytest.mark.parametrize("name", list(DESIGNS))
+def test_scheme_projectors(name: str) -> None:
+    design = DESIGNS[name]()
+    sch = scheme(design)
+    K = design.m
+    Ps = [sch.projector(S) for S in sch.labels]
+    assert np.allclose(sum(Ps), np.eye(K), atol=1e-13)
+    for i, P in enumerate(Ps):
+        assert np.allclose(P, P.T, atol=1e-14)
+        assert round(np.trace(P)) == sch.ranks[i]
+        assert np.linalg.matrix_rank(P) == sch.ranks[i]
+        for j, Q in enumerate(Ps):
+            assert np.allclose(P @ Q, P if i == j else 0.0, atol=1e-13)
+    # Valencies: how many contexts stand in each relation to context 0 (and to every other context).
+    rel = sch.relation_matrix()
+    for j in range(K):
+        assert np.bincount(rel[:, j], minlength=sch.n_r).tolist() == list(sch.counts)
+    # Against the definitions.
+    if design.kind == "factorial":
+        for S, P in zip(sch.labels, Ps, strict=True):
+            assert np.allclose(P, _kron_projector(design.factor_sizes, S), atol=1e-14)
+    else:
+        D, b = design.params["depth"], design.params["branching"]
+        Q = [_block_average(K, b ** (D - l)) for l in range(D + 1)]
+        expected = [Q[0]] + [Q[l] - Q[l - 1] for l in range(1, D + 1)]
+        for P, E in zip(Ps, expected, strict=True):
+            assert np.allclose(P, E, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", list(DESIGNS))
+@pytest.mark.parametrize(("alpha", "beta"), [(1.0, 1.0), (1.5, 0.5)])
+def test_kernel_eigenvalues(name: str, alpha: float, beta: float) -> None:
+    design = DESIGNS[name]()
+    sch = scheme(design)
+    Kx = alpha**2 * design.X.T @ design.X + beta**2 * np.eye(design.m)
+    kappa = sch.kernel_eigenvalues(alpha, beta)
+    for S, k in zip(sch.labels, kappa, strict=True):
+        P = sch.projector(S)
+        assert np.allclose(Kx @ P, P @ Kx, atol=1e-12)
+        assert np.allclose(Kx @ P, k * P, atol=1e-12)
+    # The spectrum with multiplicities is exactly the eigh spectrum.
+    spec = np.repeat(kappa, sch.ranks)
+    assert np.allclose(np.sort(spec), np.linalg.eigh(Kx)[0], atol=1e-10)
+
+
+def test_scheme_rejects_other_designs() -> None:
+    with pytest.raises(ValueError, match="factorial or hierarchical"):
+        scheme(ut.designs.random_attributes(6, 4, 2, seed=0))
+    with pytest.raises(ValueError, match="factorial or hierarchical"):
+        scheme(ut.designs.from_distributions([[0.5, 0.5], [0.0, 1.0]]))
+
+
+def test_large_scheme_is_small() -> None:
+    sch = factorial_scheme((1000, 1000))
+    assert sch.K == 10**6 and sch.n_S == 4 and sch.n_r == 4
+    assert sch.ranks == (1, 999, 999, 999**2)
+    h = hierarchical_scheme(3, 4)
+    assert h.K == 64 and h.ranks == (1, 3, 12, 48) and h.counts == (1, 3, 12, 48)
+
+
+def test_symbolic_etf_mode() -> None:
+    assert symbolic.check_etf_mode() == 0
+
+
+def test_symbolic_trivial_mode_has_no_gradient() -> None:
+    sch = factorial_scheme((2, 3))
+    ex = symbolic.derive_reduced(sch.counts, sch.exact_table, sch.ranks)
+    assert ex.g[0] == 0  # σ_∅ = 1 exactly: the all-ones direction never moves
+    # The stable g_S equals (1 - σ_S)/K from the exact softmax.
+    rng = np.random.default_rng(1)
+    vals = dict(zip([*ex.w, *ex.h], rng.standard_normal(2 * sch.n_S), strict=True))
+    p = [float(pi.subs(vals)) for pi in ex.p]
+    for S in range(sch.n_S):
+        exact = float(((1 - ex.sigma[S]) / sch.K).subs(vals))
+        stable = float(ex.g[S].subs(dict(zip(ex.q, p[1:], strict=True))))
+        assert stable == pytest.approx(exact, rel=1e-12, abs=1e-15)
+
+
+def _compare(design, t1: float = 1e4, **kw):
+    prob = ut.ModifiedUFM(design, dim=design.m, **kw)
+    rp = ReducedProblem.from_problem(prob)
+    sch = rp.scheme
+    rng = np.random.default_rng(0)
+    w0 = 1e-2 * (1 + rng.random(sch.n_S))
+    w0[0] = 0.0
+    h0 = np.sqrt(rp.kappa) * w0 * (1 + 0.3 * rng.random(sch.n_S))  # unbalanced on purpose
+    sol = reduced_solve(prob, t1, init=(w0, h0), saveat=25)
+    full = ut.gradient_flow(prob, t1, init=aligned_full_init(prob, w0, h0), saveat=25, rtol=1e-11, atol=1e-13)
+    assert sol.ok and full.ok
+    cH = np.array([sch.coefficients(G) for G in full.gram_H])
+    cW = np.array([sch.coefficients(G) for G in full.gram_W])
+    # Error relative to the largest coefficient at each time (small modes are compared on that scale).
+    err_H = np.max(np.abs(cH - sol.gram_H_coeffs) / np.abs(sol.gram_H_coeffs).max(axis=1, keepdims=True))
+    err_W = np.max(np.abs(cW - sol.gram_W_coeffs) / np.abs(sol.gram_W_coeffs).max(axis=1, keepdims=True))
+    # The full Grams stay in the algebra (nothing outside the span of the P_S).
+    resid = np.abs(full.gram_H - sch.materialise(cH)).max() / np.abs(full.gram_H).max()
+    return sol, full, err_H, err_W, resid
+
+
+@pytest.mark.parametrize("name", list(DESIGNS))
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"alpha": 1.0, "beta": 1.0, "ridge": "H", "lam_W": 1e-3, "lam_H": 1e-3},
+        {"alpha": 1.5, "beta": 0.5, "ridge": "H", "lam_W": 1e-3, "lam_H": 1e-3},
+        {"alpha": 1.0, "beta": 1.0, "ridge": "E", "lam_W": 1e-3, "lam_E": 1e-3},
+        {"alpha": 1.5, "beta": 0.5, "ridge": "E", "lam_W": 1e-3, "lam_E": 1e-3},
+    ],
+    ids=["H-a1b1", "H-a1.5b.5", "E-a1b1", "E-a1.5b.5"],
+)
+def test_reduced_matches_full_flow(name: str, kw: dict) -> None:
+    sol, full, err_H, err_W, resid = _compare(DESIGNS[name](), **kw)
+    print(f"{name} {kw}: err_H={err_H:.2e} err_W={err_W:.2e} off-algebra={resid:.1e}")
+    assert err_H < 1e-6 and err_W < 1e-6
+    assert resid < 1e-7  # rounding noise off the algebra, amplified near saddles
+    assert np.allclose(sol.loss, full.loss, rtol=1e-7, atol=1e-10)
+    # The materialised trajectory carries the same Grams.
+    assert np.allclose(sol.trajectory.gram_H, full.gram_H, atol=1e-6 * np.abs(full.gram_H).max())
+
+
+def test_standard_ufm_matches_full_flow() -> None:
+    design = ut.designs.factorial((2, 3))
+    prob = ut.UFM(design, dim=6, lam_W=1e-3, lam_H=2e-3)
+    sch = scheme(design)
+    w0 = {(0,): 0.02, (1,): 0.01, (0, 1): 0.015}
+    h0 = {(0,): 0.01, (1,): 0.02, (0, 1): 0.015}
+    traj = reduced_flow(prob, 1e4, init=(w0, h0), saveat=20)
+    full = ut.gradient_flow(
+        prob, 1e4, init=aligned_full_init(prob, w0, h0), saveat=20, rtol=1e-11, atol=1e-13
+    )
+    scale = np.abs(full.gram_H).max()
+    assert np.abs(traj.gram_H - full.gram_H).max() < 1e-6 * scale
+    assert np.abs(traj.gram_W - full.gram_W).max() < 1e-6 * np.abs(full.gram_W).max()
+    # Ridge on H ends at Zhu's ETF.
+    assert np.allclose(traj.gram_H[-1], ut.equilibria.zhu(prob).gram_H, atol=1e-5)
+    assert sch.n_S == 4
+
+
+def test_balanced_init_is_preserved_with_ridge_on_E() -> None:
+    prob = ut.ModifiedUFM(
+        ut.designs.factorial((3, 3)), dim=9, alpha=1.0, beta=0.7, ridge="E", lam_W=1e-3, lam_E=1e-3
+    )
+    sol = reduced_solve(prob, 1e4, init_ratio="balanced", saveat=10)
+    kappa = sol.problem.kappa
+    assert np.allclose(sol.h, np.sqrt(kappa) * sol.w, rtol=1e-7, atol=1e-12)
+
+
+def test_normalize_not_implemented() -> None:
+    prob = ut.ModifiedUFM(ut.designs.factorial((2, 2)), dim=4, normalize=1.0)
+    with pytest.raises(NotImplementedError, match="normalize"):
+        reduced_solve(prob, 10.0)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"alpha": 1.0, "beta": 1.0},
+        {"alpha": 1.0, "beta": 1.0, "ridge": "E", "lam_W": 1e-7, "lam_E": 1e-7},
+        {"alpha": 1.0, "beta": 1.0, "ridge": "H", "lam_W": 1e-3, "lam_H": 1e-3},  # stiff: κ ~ 1000
+    ],
+    ids=["noridge", "E", "H-stiff"],
+)
+def test_million_contexts(kw: dict) -> None:
+    rp = ReducedProblem.from_parts(factorial_scheme((1000, 1000)), **kw)
+    start = time.perf_counter()
+    sol = reduced_solve(rp, 1e6)
+    wall = time.perf_counter() - start
+    print(f"K=1e6 {kw}: {wall:.3f} s, {sol.stats['evaluations']} evaluations, method {sol.method}")
+    assert sol.ok and sol.trajectory is None and np.all(np.isfinite(sol.loss))
+    assert wall < 5.0
+    if "lam_H" not in kw:  # semantic phase: main effects dominate interactions at t = 1e6 (t_sem ~ 2e5)
+        ell = sol.logit_coeffs[-1]
+        assert ell[1] > 1e2 and ell[1] == pytest.approx(ell[2]) and abs(ell[3]) < 1e-3 * ell[1]
+        assert sol.loss[-1] < math.log(1e6) / 2
+    with pytest.raises(ValueError, match="reduced_solve"):
+        reduced_flow(rp, 10.0, saveat=3)
