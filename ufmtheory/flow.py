@@ -2,8 +2,10 @@
 
 :func:`gradient_flow` integrates ``dθ/dt = -∇f(θ)`` with scipy's adaptive integrators. Unregularised flows
 must run for many decades (logits grow like ``ln t``) so, by default, the integrator works in the
-log-time variable ``s = ln(1 + t)``: ``dθ/ds = -(1 + t) ∇f(θ)``. Late in the flow ``∇f ~ 1/t`` so the
-right-hand side stays O(1) and the step count grows with ``ln t1`` rather than ``t1``.
+log-time variable ``s = ln(1 + t)``: ``dθ/ds = -(1 + t) ∇f(θ)``. Late in an unregularised one-hot flow
+``∇f ~ 1/t`` so the right-hand side stays O(1) and the step count grows with ``ln t1`` rather than ``t1``.
+With ridge or soft labels the curvature stays O(1) late and the flow turns stiff; ``method="auto"`` then
+relies on LSODA's switch to an implicit method (small problems).
 
 :func:`gradient_descent` runs ``θ ← θ - lr ∇f(θ)`` exactly; its time axis is ``t = lr × steps`` (the same
 gradient-flow time), so the two can be compared directly: GD approaches the flow with first-order error.
@@ -21,9 +23,21 @@ from scipy.integrate import solve_ivp
 
 from .trajectory import Trajectory, log_grid
 
-__all__ = ["gradient_flow", "gradient_descent", "resolve_init"]
+__all__ = ["gradient_flow", "gradient_descent", "resolve_init", "choose_method"]
 
-_METHODS = ("RK45", "DOP853", "RK23", "LSODA", "BDF", "Radau")
+_METHODS = ("auto", "RK45", "DOP853", "RK23", "LSODA", "BDF", "Radau")
+# Below this many parameters "auto" uses LSODA: it switches to BDF once the late flow turns stiff
+# (ridge, soft labels), where explicit methods need steps ∝ t. Its finite-difference Jacobian costs
+# n_params gradient evaluations, so large problems stay on the explicit DOP853.
+AUTO_STIFF_MAX_PARAMS = 1000
+
+
+def choose_method(method: str, n_params: int) -> str:
+    """Resolve ``method="auto"``: LSODA for problems with at most ``AUTO_STIFF_MAX_PARAMS`` parameters,
+    DOP853 otherwise; any other name is returned unchanged."""
+    if method != "auto":
+        return method
+    return "LSODA" if n_params <= AUTO_STIFF_MAX_PARAMS else "DOP853"
 
 
 def resolve_init(problem: Any, init: Any) -> np.ndarray:
@@ -34,7 +48,10 @@ def resolve_init(problem: Any, init: Any) -> np.ndarray:
     if init is None:
         init = init_mod.small(problem, scale=1e-3, seed=0)
     if isinstance(init, dict):
-        return problem.pack(init)
+        try:
+            return problem.pack(init)
+        except ValueError as exc:
+            raise ValueError(f"init: {exc}") from exc
     theta = np.array(init, dtype=np.float64).ravel()
     if theta.size != problem.n_params:
         raise ValueError(f"init must have {problem.n_params} entries (flat) or be a dict of blocks")
@@ -47,6 +64,8 @@ def _resolve_saveat(saveat: Any, t1: float) -> np.ndarray:
     if saveat is None:
         return log_grid(t1)
     if isinstance(saveat, (int, np.integer)) and not isinstance(saveat, bool):
+        if saveat < 2:
+            raise ValueError(f"saveat as an int (number of log-spaced times) must be >= 2, got {saveat}")
         return log_grid(t1, n=int(saveat))
     ts = np.asarray(saveat, dtype=np.float64)
     if ts.ndim != 1 or ts.size == 0:
@@ -93,7 +112,7 @@ def gradient_flow(
     *,
     init: Any = None,
     saveat: Any = None,
-    method: str = "DOP853",
+    method: str = "auto",
     rtol: float = 1e-8,
     atol: float = 1e-10,
     log_time: bool = True,
@@ -110,8 +129,9 @@ def gradient_flow(
         init: initial parameters (dict of blocks, flat vector, or ``None`` for ``init.small(..., 1e-3)``).
         saveat: times at which Grams are saved: an array in ``[0, t1]``, an int ``n`` (``log_grid(t1, n)``),
             or ``None`` (``log_grid(t1)``: 0 and 200 log-spaced times).
-        method: one of scipy's ``solve_ivp`` methods: RK45, DOP853 (default; efficient at tight tolerances),
-            RK23, LSODA, BDF, Radau.
+        method: ``"auto"`` (default: LSODA for problems with at most 1000 parameters, which handles the
+            stiff late phase of regularised and soft-label flows; DOP853 above that) or one of scipy's
+            ``solve_ivp`` methods: RK45, DOP853 (efficient at tight tolerances), RK23, LSODA, BDF, Radau.
         rtol: relative tolerance of the integrator.
         atol: absolute tolerance of the integrator.
         log_time: integrate in ``s = ln(1 + t)`` (default), which keeps step counts logarithmic in ``t1``.
@@ -139,6 +159,7 @@ def gradient_flow(
             raise ValueError(f"{name} must be in (0, 1), got {tol!r}")
     t1 = float(t1)
     theta0 = resolve_init(problem, init)
+    method = choose_method(method, theta0.size)
     ts = _resolve_saveat(saveat, t1)
 
     evals = 0
@@ -210,6 +231,8 @@ def _step_grid(steps: int, saveat: Any) -> np.ndarray:
     if saveat is None:
         saveat = 200
     if isinstance(saveat, (int, np.integer)) and not isinstance(saveat, bool):
+        if saveat < 1:
+            raise ValueError(f"saveat as an int (number of log-spaced steps) must be >= 1, got {saveat}")
         grid = np.unique(np.round(np.logspace(0, np.log10(max(steps, 1)), int(saveat))).astype(np.int64))
         return np.concatenate([[0], grid[grid <= steps]])
     grid = np.asarray(saveat)

@@ -4,6 +4,13 @@ A :class:`Trajectory` holds, on a time grid ``ts``, the context Gram ``HᵀH`` a
 (plus the loss), the solver's status and statistics, and the unit of time (``"gf"``: gradient-flow time,
 ``t = lr × iterations``; ``"step"``: optimiser steps). Metrics, phase detection, plots and comparisons take
 any Trajectory, whatever produced it.
+
+Grams are stored densely (``(T, K, K)`` arrays) or, for exact reduced flows on large designs, as
+:class:`StructuredGrams`: coefficients ``c_S(t)`` on the orthogonal projectors ``P_S`` of an association
+scheme (``G(t) = Σ_S c_S(t) P_S``), so that a 1000×1000 factorial design (K = 10⁶) needs ``T × 4`` numbers
+instead of ``T × 10¹²``. A :class:`StructuredGrams` behaves like a read-only ``(T, K, K)`` array: indexing
+one time materialises that K×K matrix, a slice stays structured, and ``np.asarray`` materialises the whole
+stack, each refused with :class:`GramTooLargeError` above :attr:`StructuredGrams.max_bytes`.
 """
 
 from __future__ import annotations
@@ -17,7 +24,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Trajectory", "log_grid", "atomic_write_bytes"]
+__all__ = ["Trajectory", "StructuredGrams", "GramTooLargeError", "log_grid", "atomic_write_bytes"]
+
+_FORMAT_DENSE = "ufmtheory.Trajectory/1"
+_FORMAT_STRUCTURED = "ufmtheory.Trajectory/2"  # /1 plus structured Grams (coefficients + scheme)
+_DEFAULT_MAX_BYTES = 2 * 1024**3
 
 
 def log_grid(t1: float, n: int = 200, t_min: float | None = None) -> np.ndarray:
@@ -38,7 +49,9 @@ def log_grid(t1: float, n: int = 200, t_min: float | None = None) -> np.ndarray:
     t_min = min(1e-2, t1 * 1e-3) if t_min is None else float(t_min)
     if not 0 < t_min < t1:
         raise ValueError(f"t_min must satisfy 0 < t_min < t1, got t_min={t_min}, t1={t1}")
-    return np.concatenate([[0.0], np.logspace(np.log10(t_min), np.log10(t1), int(n))])
+    grid = np.logspace(np.log10(t_min), np.log10(t1), int(n))
+    grid[0], grid[-1] = t_min, t1  # exact endpoints (logspace rounds: t1 could come out as t1 + 1 ulp)
+    return np.concatenate([[0.0], grid])
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -71,14 +84,200 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+class GramTooLargeError(MemoryError, ValueError):
+    """Materialising structured Grams would exceed the size limit (a MemoryError and a ValueError)."""
+
+
+def _is_structured(value: Any) -> bool:
+    return isinstance(value, StructuredGrams)
+
+
+class StructuredGrams:
+    """A stack of T Grams in the Bose-Mesner algebra of an association scheme: ``G_t = Σ_S c[t, S] P_S``.
+
+    Behaves like a read-only ``(T, K, K)`` float64 array that is materialised only on request:
+
+    * ``G[i]`` (an integer) is the ``(K, K)`` matrix at saved time ``i``; ``G[a:b]``, ``G[[0, 2]]`` or a
+      boolean mask give another :class:`StructuredGrams`; ``G[i, j, k]``-style keys index the materialised
+      matrices.
+    * ``np.asarray(G)`` materialises the whole stack.
+    * Both refuse with :class:`GramTooLargeError` when the result (plus the cached relation index) would
+      exceed ``max_bytes`` (default 2 GiB, the class attribute :attr:`max_bytes`).
+
+    Everything a metric needs is in :attr:`coefficients` (the eigenvalue ``c_S`` of ``G`` on the rank-``m_S``
+    projector ``P_S``) and the scheme (ranks, projector entries per relation); see
+    :func:`ufmtheory.metrics.trajectory_metrics`.
+
+    Args:
+        coefficients: (T, n_S) coefficients in ``scheme.labels`` order (copied, read-only).
+        scheme: an :class:`ufmtheory.reduced.AssociationScheme` (anything with ``K``, ``n_S``, ``n_r``,
+            ``ranks``, ``counts``, ``table``, ``relation_matrix()`` and ``describe()``).
+        max_bytes: size limit for materialisation (default: the class attribute).
+
+    Example:
+        >>> from ufmtheory.reduced import factorial_scheme
+        >>> G = StructuredGrams([[0.0, 1.0, 1.0, 0.0]], factorial_scheme((1000, 1000)))
+        >>> G.shape, len(G), G.coefficients.shape
+        ((1, 1000000, 1000000), 1, (1, 4))
+        >>> G[0]
+        Traceback (most recent call last):
+        ...
+        ufmtheory.trajectory.GramTooLargeError: materialising 1 Gram of 1000000×1000000 float64 needs 9.1 TiB, above the limit of 2 GiB; use .coefficients (and metrics, which work on them) or set max_bytes
+    """
+
+    max_bytes: int = _DEFAULT_MAX_BYTES
+    """Largest materialisation (bytes) allowed by default."""
+
+    __slots__ = ("_c", "_scheme", "_max_bytes", "_rel")
+
+    def __init__(self, coefficients: Any, scheme: Any, *, max_bytes: int | None = None) -> None:
+        c = np.array(coefficients, dtype=np.float64)
+        n_S = int(scheme.n_S)
+        if c.ndim != 2 or c.shape[1] != n_S:
+            raise ValueError(f"coefficients must have shape (T, n_S) with n_S = {n_S}, got {c.shape}")
+        if not np.all(np.isfinite(c)):
+            raise ValueError("coefficients contain NaN or inf")
+        c.setflags(write=False)
+        self._c = c
+        self._scheme = scheme
+        self._max_bytes = None if max_bytes is None else int(max_bytes)
+        self._rel: np.ndarray | None = None
+
+    # -- array-like metadata -------------------------------------------------------------------------
+    @property
+    def coefficients(self) -> np.ndarray:
+        """(T, n_S) read-only coefficients ``c_S`` (columns in ``scheme.labels`` order)."""
+        return self._c
+
+    @property
+    def scheme(self) -> Any:
+        """The association scheme whose projectors ``P_S`` the coefficients multiply."""
+        return self._scheme
+
+    @property
+    def K(self) -> int:
+        return int(self._scheme.K)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (int(self._c.shape[0]), self.K, self.K)
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float64)
+
+    @property
+    def dense_nbytes(self) -> int:
+        """Bytes the materialised ``(T, K, K)`` float64 stack would take."""
+        return int(self._c.shape[0]) * self.K**2 * 8
+
+    @property
+    def limit(self) -> int:
+        return self.max_bytes if self._max_bytes is None else self._max_bytes
+
+    def __len__(self) -> int:
+        return int(self._c.shape[0])
+
+    def entries(self) -> np.ndarray:
+        """(T, n_r) value of ``G_t`` at a pair of contexts in relation ``r`` (``entries[:, 0]``: diagonal)."""
+        return self._c @ np.asarray(self._scheme.table)
+
+    def diagonal(self) -> np.ndarray:
+        """(T,) the common diagonal entry ``Σ_S c_S m_S / K`` (every context has the same squared norm)."""
+        return self._c @ np.asarray(self._scheme.ranks, dtype=np.float64) / self.K
+
+    # -- materialisation -----------------------------------------------------------------------------
+    def _check_size(self, n_mats: int) -> None:
+        need = n_mats * self.K**2 * 8 + (0 if self._rel is not None else self.K**2 * 2)
+        if need > self.limit:
+            raise GramTooLargeError(
+                f"materialising {n_mats} Gram{'s' if n_mats != 1 else ''} of {self.K}×{self.K} float64"
+                f" needs {_fmt_bytes(need)}, above the limit of {_fmt_bytes(self.limit)}; use .coefficients"
+                " (and metrics, which work on them) or set max_bytes"
+            )
+
+    def _relations(self) -> np.ndarray:
+        if self._rel is None:
+            rel = self._scheme.relation_matrix()
+            # The smallest integer type that holds the relation index: a quarter of int64's memory.
+            self._rel = rel.astype(np.uint8 if self._scheme.n_r < 256 else np.uint16)
+        return self._rel
+
+    def materialise(self, index: Any = None) -> np.ndarray:
+        """The dense ``(K, K)`` Gram at ``index`` (an int), or the ``(T, K, K)`` stack (``None``)."""
+        c = self._c if index is None else self._c[index]
+        self._check_size(1 if c.ndim == 1 else c.shape[0])
+        entries = c @ np.asarray(self._scheme.table)
+        return entries[..., self._relations()]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, tuple):
+            if not key:
+                return self.materialise()
+            head, rest = key[0], key[1:]
+            if head is Ellipsis:
+                return self.materialise()[key]
+            sub = self[head]
+            if isinstance(sub, StructuredGrams):
+                return sub.materialise()[(slice(None), *rest)]
+            return sub[rest]
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            T = len(self)
+            if not -T <= int(key) < T:
+                raise IndexError(f"index {key} is out of bounds for {T} saved Grams")
+            return self.materialise(int(key))
+        if isinstance(key, (slice, list, np.ndarray)):
+            return StructuredGrams(self._c[key], self._scheme, max_bytes=self._max_bytes)
+        raise TypeError(f"StructuredGrams indices must be integers, slices, arrays or tuples, got {key!r}")
+
+    def __iter__(self) -> Any:
+        for i in range(len(self)):
+            yield self.materialise(i)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if copy is False:
+            raise ValueError("StructuredGrams cannot be viewed as an array without materialising a copy")
+        out = self.materialise()
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly scheme description (rebuilt by :func:`ufmtheory.reduced.scheme_from_description`)."""
+        return dict(self._scheme.describe())
+
+    def __repr__(self) -> str:
+        return (
+            f"StructuredGrams(T={len(self)}, K={self.K}, n_S={self._scheme.n_S},"
+            f" scheme={self.describe()})"
+        )
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" or float(n).is_integer() else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _structured_from_description(coefficients: np.ndarray, desc: dict[str, Any]) -> StructuredGrams:
+    from .reduced import scheme_from_description  # reduced imports this module: import late
+
+    return StructuredGrams(coefficients, scheme_from_description(desc))
+
+
 @dataclass(frozen=True, eq=False)
 class Trajectory:
     """Gram matrices along a run.
 
     Attributes:
         ts: (T,) increasing times (``time_unit``).
-        gram_H: (T, m, m) context Grams ``HᵀH``.
-        gram_W: (T, V, V) label Grams ``W Wᵀ``.
+        gram_H: (T, m, m) context Grams ``HᵀH``: a dense array, or :class:`StructuredGrams` (coefficients on
+            an association scheme's projectors, materialised on request; reduced flows on large designs).
+        gram_W: (T, V, V) label Grams ``W Wᵀ`` (dense or :class:`StructuredGrams`).
         loss: (T,) objective values.
         status: ``"ok"``, or a message saying why the run stopped early (then ``ts`` ends where it stopped).
         stats: solver statistics (evaluations, steps, wall time in seconds, ...).
@@ -89,8 +288,8 @@ class Trajectory:
     """
 
     ts: np.ndarray
-    gram_H: np.ndarray
-    gram_W: np.ndarray
+    gram_H: np.ndarray | StructuredGrams
+    gram_W: np.ndarray | StructuredGrams
     loss: np.ndarray
     status: str = "ok"
     stats: dict[str, Any] = field(default_factory=dict)
@@ -101,8 +300,8 @@ class Trajectory:
 
     def __post_init__(self) -> None:
         ts = np.asarray(self.ts, dtype=np.float64)
-        gH = np.asarray(self.gram_H, dtype=np.float64)
-        gW = np.asarray(self.gram_W, dtype=np.float64)
+        gH = self.gram_H if _is_structured(self.gram_H) else np.asarray(self.gram_H, dtype=np.float64)
+        gW = self.gram_W if _is_structured(self.gram_W) else np.asarray(self.gram_W, dtype=np.float64)
         loss = np.asarray(self.loss, dtype=np.float64)
         T = ts.shape[0] if ts.ndim == 1 else -1
         if ts.ndim != 1 or T < 1:
@@ -125,6 +324,19 @@ class Trajectory:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def structured(self) -> bool:
+        """True when the Grams are :class:`StructuredGrams` (coefficients on a scheme) rather than arrays."""
+        return _is_structured(self.gram_H) or _is_structured(self.gram_W)
+
+    @property
+    def scheme(self) -> Any:
+        """The association scheme of structured Grams (that of ``gram_H``), or ``None`` for dense Grams."""
+        for G in (self.gram_H, self.gram_W):
+            if _is_structured(G):
+                return G.scheme
+        return None
+
     def __len__(self) -> int:
         return int(self.ts.shape[0])
 
@@ -143,19 +355,43 @@ class Trajectory:
         return lo, hi, float(w)
 
     def at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """``(gram_H, gram_W)`` at time ``t``, interpolated linearly in log-time between saved times."""
+        """``(gram_H, gram_W)`` at time ``t``, interpolated linearly in log-time between saved times.
+
+        Always dense arrays: structured Grams are materialised (refused with :class:`GramTooLargeError`
+        above :attr:`StructuredGrams.max_bytes`; use :meth:`coefficients_at` for them).
+        """
         lo, hi, w = self._weights(float(t))
-        return (
-            (1 - w) * self.gram_H[lo] + w * self.gram_H[hi],
-            (1 - w) * self.gram_W[lo] + w * self.gram_W[hi],
-        )
+        out = []
+        for G in (self.gram_H, self.gram_W):
+            if _is_structured(G):
+                c = G.coefficients[lo] if w == 0.0 else (1 - w) * G.coefficients[lo] + w * G.coefficients[hi]
+                out.append(StructuredGrams(c[None], G.scheme, max_bytes=G._max_bytes)[0])
+            else:
+                out.append(G[lo] if w == 0.0 else (1 - w) * G[lo] + w * G[hi])
+        return out[0], out[1]
+
+    def coefficients_at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(c_H, c_W)``: (n_S,) scheme coefficients of ``gram_H`` and ``gram_W`` at time ``t``, interpolated
+        linearly in log-time like :meth:`at` (structured Grams only).
+
+        Raises:
+            ValueError: when a Gram is stored densely (it has no scheme).
+        """
+        lo, hi, w = self._weights(float(t))
+        out = []
+        for name, G in (("gram_H", self.gram_H), ("gram_W", self.gram_W)):
+            if not _is_structured(G):
+                raise ValueError(f"{name} is a dense array, not StructuredGrams: use .at(t)")
+            c = G.coefficients
+            out.append(c[lo].copy() if w == 0.0 else (1 - w) * c[lo] + w * c[hi])
+        return out[0], out[1]
 
     def loss_at(self, t: float) -> float:
         lo, hi, w = self._weights(float(t))
         return float((1 - w) * self.loss[lo] + w * self.loss[hi])
 
     def final(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(gram_H, gram_W)`` at the last saved time."""
+        """``(gram_H, gram_W)`` at the last saved time (materialised when structured)."""
         return self.gram_H[-1], self.gram_W[-1]
 
     def metrics(self, design: Any = None, which: str = "H") -> dict[str, np.ndarray]:
@@ -163,7 +399,9 @@ class Trajectory:
 
         Args:
             design: the design (for attribute-based semantic metrics); without it only ETF distance and
-                effective rank are computed.
+                effective rank are computed. Structured trajectories also accept their association scheme
+                (``traj.scheme``), whose attributes are those of the design it came from (K = 10⁶ designs
+                cannot be built) and their metrics are computed from the coefficients.
             which: ``"H"`` (context Grams) or ``"W"`` (label Grams, restricted to used labels).
         """
         from .metrics import trajectory_metrics
@@ -174,12 +412,22 @@ class Trajectory:
     def save(self, path: str | os.PathLike[str]) -> tuple[Path, Path]:
         """Write ``PATH.npz`` (arrays) and ``PATH.json`` (status, stats, metadata), each atomically.
 
-        Returns the two paths. ``path`` may be given with or without the ``.npz`` suffix.
+        Structured Grams are saved as their coefficients (``gram_H_coeffs``, ``gram_W_coeffs``) with the
+        scheme's description in the JSON (format ``ufmtheory.Trajectory/2``); dense trajectories keep format
+        ``ufmtheory.Trajectory/1``. Returns the two paths. ``path`` may be given with or without the
+        ``.npz`` suffix.
         """
         base = Path(path)
         if base.suffix in (".npz", ".json"):
             base = base.with_suffix("")
-        arrays = {"ts": self.ts, "gram_H": self.gram_H, "gram_W": self.gram_W, "loss": self.loss}
+        arrays: dict[str, np.ndarray] = {"ts": self.ts, "loss": self.loss}
+        storage: dict[str, Any] = {}
+        for name, G in (("gram_H", self.gram_H), ("gram_W", self.gram_W)):
+            if _is_structured(G):
+                arrays[f"{name}_coeffs"] = G.coefficients
+                storage[name] = {"storage": "structured", "scheme": G.describe()}
+            else:
+                arrays[name] = G
         if self.params is not None:
             arrays.update({f"param_{k}": v for k, v in self.params.items()})
         import io
@@ -189,20 +437,22 @@ class Trajectory:
         npz = base.with_name(base.name + ".npz")
         js = base.with_name(base.name + ".json")
         info = {
-            "format": "ufmtheory.Trajectory/1",
+            "format": _FORMAT_STRUCTURED if storage else _FORMAT_DENSE,
             "status": self.status,
             "stats": _jsonable(self.stats),
             "time_unit": self.time_unit,
             "method": self.method,
             "meta": _jsonable(self.meta),
         }
+        if storage:
+            info["grams"] = _jsonable(storage)
         atomic_write_bytes(npz, buf.getvalue())
         atomic_write_bytes(js, json.dumps(info, indent=2).encode())
         return npz, js
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Trajectory:
-        """Read a trajectory written by :meth:`save`."""
+        """Read a trajectory written by :meth:`save` (structured Grams come back structured)."""
         base = Path(path)
         if base.suffix in (".npz", ".json"):
             base = base.with_suffix("")
@@ -211,15 +461,23 @@ class Trajectory:
         if not npz.exists() or not js.exists():
             raise FileNotFoundError(f"need both {npz} and {js}")
         info = json.loads(js.read_text())
-        if info.get("format") != "ufmtheory.Trajectory/1":
+        if info.get("format") not in (_FORMAT_DENSE, _FORMAT_STRUCTURED):
             raise ValueError(f"{js} is not a ufmtheory trajectory (format {info.get('format')!r})")
         with np.load(npz) as data:
             arrays = {k: data[k] for k in data.files}
+        storage = info.get("grams", {})
+        grams: dict[str, Any] = {}
+        for name in ("gram_H", "gram_W"):
+            spec = storage.get(name)
+            if spec is not None and spec.get("storage") == "structured":
+                grams[name] = _structured_from_description(arrays[f"{name}_coeffs"], spec["scheme"])
+            else:
+                grams[name] = arrays[name]
         params = {k[len("param_") :]: v for k, v in arrays.items() if k.startswith("param_")} or None
         return cls(
             ts=arrays["ts"],
-            gram_H=arrays["gram_H"],
-            gram_W=arrays["gram_W"],
+            gram_H=grams["gram_H"],
+            gram_W=grams["gram_W"],
             loss=arrays["loss"],
             status=info["status"],
             stats=info["stats"],
@@ -230,8 +488,12 @@ class Trajectory:
         )
 
     def __repr__(self) -> str:
+        extra = ""
+        if self.structured:
+            sch = self.scheme
+            extra = f", structured(n_S={sch.n_S}, {sch.describe()})"
         return (
             f"Trajectory(T={len(self)}, t=[{self.ts[0]:.3g}, {self.ts[-1]:.3g}] {self.time_unit}, "
             f"m={self.gram_H.shape[1]}, V={self.gram_W.shape[1]}, method={self.method!r}, "
-            f"status={self.status!r})"
+            f"status={self.status!r}{extra})"
         )

@@ -1,0 +1,164 @@
+"""Trajectory: validation, exact values at saved times, log-linear interpolation, save/load roundtrip,
+and the default log grid."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ufmtheory as ut
+from ufmtheory import Trajectory, log_grid
+
+
+def _toy(ts, m=2, V=3, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    T = len(ts)
+    return Trajectory(
+        ts=np.asarray(ts, dtype=float),
+        gram_H=rng.standard_normal((T, m, m)),
+        gram_W=rng.standard_normal((T, V, V)),
+        loss=rng.random(T),
+        **kw,
+    )
+
+
+# -- log_grid ----------------------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(t1=st.floats(1e-3, 1e12), n=st.integers(2, 300))
+def test_log_grid(t1, n):
+    g = log_grid(t1, n=n)
+    assert g.shape == (n + 1,) and g[0] == 0.0
+    assert g[1] == min(1e-2, t1 * 1e-3)
+    assert g[-1] == t1  # exactly: solvers end at t1 and Trajectory.at(t1) must not be out of range
+    ratios = np.diff(np.log(g[1:]))
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-9, atol=1e-12)  # equal steps in log t
+    assert np.all(np.diff(g) > 0)
+
+
+def test_log_grid_t_min_and_validation():
+    g = log_grid(100.0, n=3, t_min=1.0)
+    np.testing.assert_allclose(g, [0.0, 1.0, 10.0, 100.0], rtol=1e-14)
+    with pytest.raises(ValueError, match="t1"):
+        log_grid(-1.0)
+    with pytest.raises(ValueError, match="t1"):
+        log_grid(float("nan"))
+    with pytest.raises(ValueError, match="n must be >= 2"):
+        log_grid(10.0, n=1)
+    with pytest.raises(ValueError, match="t_min"):
+        log_grid(10.0, t_min=20.0)
+
+
+# -- interpolation -----------------------------------------------------------------------------------
+def test_at_exact_at_saved_times():
+    ts = np.concatenate([[0.0], np.logspace(-2, 3, 12)])
+    tr = _toy(ts)
+    for i, t in enumerate(ts):
+        gH, gW = tr.at(t)
+        np.testing.assert_array_equal(gH, tr.gram_H[i])
+        np.testing.assert_array_equal(gW, tr.gram_W[i])
+        assert tr.loss_at(t) == tr.loss[i]
+    np.testing.assert_array_equal(tr.final()[0], tr.gram_H[-1])
+    np.testing.assert_array_equal(tr.final()[1], tr.gram_W[-1])
+
+
+@settings(max_examples=25, deadline=None)
+@given(frac=st.floats(0.0, 1.0), i=st.integers(1, 5))
+def test_at_log_linear_between_saved_times(frac, i):
+    """Between positive saved times a < b, the value at t = a^(1-w) b^w is (1-w) G(a) + w G(b); in the
+    first interval [0, b] interpolation is linear in t."""
+    ts = np.array([0.0, 0.5, 2.0, 3.0, 50.0, 1e4, 2e4])
+    tr = _toy(ts, seed=i)
+    a, b = ts[i], ts[i + 1]
+    t = float(np.exp((1 - frac) * np.log(a) + frac * np.log(b)))
+    t = min(max(t, a), b)
+    w = (np.log(t) - np.log(a)) / (np.log(b) - np.log(a))
+    gH, gW = tr.at(t)
+    np.testing.assert_allclose(gH, (1 - w) * tr.gram_H[i] + w * tr.gram_H[i + 1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gW, (1 - w) * tr.gram_W[i] + w * tr.gram_W[i + 1], rtol=1e-12, atol=1e-12)
+    assert tr.loss_at(t) == pytest.approx((1 - w) * tr.loss[i] + w * tr.loss[i + 1], rel=1e-12, abs=1e-14)
+    # first interval starts at t = 0: linear
+    gH0, _ = tr.at(0.5 * frac)
+    np.testing.assert_allclose(gH0, (1 - frac) * tr.gram_H[0] + frac * tr.gram_H[1], atol=1e-12)
+
+
+def test_at_geometric_midpoint_is_the_average():
+    tr = _toy([1.0, 100.0])
+    gH, _ = tr.at(10.0)
+    np.testing.assert_allclose(gH, 0.5 * (tr.gram_H[0] + tr.gram_H[1]), atol=1e-14)
+    for bad in (0.5, 100.5):
+        with pytest.raises(ValueError, match="t must lie in"):
+            tr.at(bad)
+
+
+# -- validation --------------------------------------------------------------------------------------
+def test_trajectory_validation():
+    rng = np.random.default_rng(0)
+    good = dict(ts=[0.0, 1.0], gram_H=np.zeros((2, 3, 3)), gram_W=np.zeros((2, 4, 4)), loss=[1.0, 0.5])
+    Trajectory(**good)
+    bad = [
+        (dict(ts=[1.0, 1.0]), "ts must be strictly increasing"),
+        (dict(ts=[]), "ts must be a non-empty"),
+        (dict(gram_H=np.zeros((3, 3, 3))), "gram_H"),
+        (dict(gram_H=rng.random((2, 3, 2))), "gram_H"),
+        (dict(gram_W=np.zeros((2, 4))), "gram_W"),
+        (dict(loss=[1.0]), "loss"),
+        (dict(time_unit="epochs"), "time_unit"),
+    ]
+    for override, message in bad:
+        with pytest.raises(ValueError, match=message):
+            Trajectory(**{**good, **override})
+    tr = Trajectory(**good, status="failed: test")
+    assert not tr.ok and len(tr) == 2 and "failed: test" in repr(tr)
+
+
+# -- persistence -------------------------------------------------------------------------------------
+def test_save_load_roundtrip_with_params(tmp_path):
+    prob = ut.UFM(ut.designs.factorial((2, 3)), dim=4, lam_W=1e-2, lam_H=2e-2)
+    tr = ut.gradient_flow(prob, 50.0, init=ut.init.small(prob, 0.1, seed=0), saveat=8, save_params=True)
+    npz, js = tr.save(tmp_path / "run")
+    assert npz.name == "run.npz" and js.name == "run.json" and npz.exists() and js.exists()
+    assert json.loads(js.read_text())["format"] == "ufmtheory.Trajectory/1"
+    assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temp files
+    for path in (tmp_path / "run", tmp_path / "run.npz", str(tmp_path / "run.json")):
+        back = Trajectory.load(path)
+        for name in ("ts", "gram_H", "gram_W", "loss"):
+            np.testing.assert_array_equal(getattr(back, name), getattr(tr, name))
+        assert set(back.params) == {"W", "H"}
+        np.testing.assert_array_equal(back.params["W"], tr.params["W"])
+        np.testing.assert_array_equal(back.params["H"], tr.params["H"])
+        assert back.params["W"].shape == (len(tr), 6, 4) and back.params["H"].shape == (len(tr), 4, 6)
+        assert (back.status, back.method, back.time_unit) == (tr.status, tr.method, tr.time_unit)
+        assert back.stats == tr.stats
+        assert back.meta == tr.meta
+
+
+def test_save_load_without_params_and_numpy_stats(tmp_path):
+    tr = _toy(
+        [0.0, 1.0, 3.0],
+        status="failed: x",
+        method="gd",
+        time_unit="step",
+        stats={"n": np.int64(3), "arr": np.arange(3), "nested": {"t": (1, 2)}},
+        meta={"k": np.float64(2.5)},
+    )
+    tr.save(tmp_path / "sub" / "toy.npz")
+    back = Trajectory.load(tmp_path / "sub" / "toy")
+    assert back.params is None
+    assert back.stats == {"n": 3, "arr": [0, 1, 2], "nested": {"t": [1, 2]}}
+    assert back.meta == {"k": 2.5}
+    assert (back.status, back.method, back.time_unit) == ("failed: x", "gd", "step")
+    np.testing.assert_array_equal(back.gram_W, tr.gram_W)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        Trajectory.load(tmp_path / "missing")
+    tr = _toy([0.0, 1.0])
+    _, js = tr.save(tmp_path / "x")
+    js.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ValueError, match="not a ufmtheory trajectory"):
+        Trajectory.load(tmp_path / "x")
