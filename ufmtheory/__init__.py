@@ -10,9 +10,9 @@ Example:
     True
 """
 
-from . import designs, equilibria, init, linear, metrics, plotting, reduced
+from . import convex, designs, equilibria, init, linear, metrics, plotting, reduced
 from .designs import Design
-from .equilibria import Equilibrium, etf_gram, etf_mode_time, etf_mode_u, zhu
+from .equilibria import Equilibrium, end_state, etf_gram, etf_mode_time, etf_mode_u, semantic_saddle, zhu
 from .flow import gradient_descent, gradient_flow
 from .models import UFM, ModifiedUFM
 from .reduced import ReducedProblem, ReducedSolution, aligned_full_init, reduced_flow, reduced_solve
@@ -26,7 +26,10 @@ __all__ = [
     "Trajectory",
     "UFM",
     "ModifiedUFM",
+    "convex",
     "designs",
+    "end_state",
+    "semantic_saddle",
     "equilibria",
     "etf_gram",
     "etf_mode_time",
@@ -46,3 +49,12 @@ __all__ = [
     "plotting",
     "zhu",
 ]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - module-level lazy attribute
+    # The torch baseline is imported on first use so that `import ufmtheory` stays torch-free and fast.
+    if name == "baseline":
+        import importlib
+
+        return importlib.import_module(".baseline", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
