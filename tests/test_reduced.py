@@ -190,10 +190,88 @@ def test_balanced_init_is_preserved_with_ridge_on_E() -> None:
     assert np.allclose(sol.h, np.sqrt(kappa) * sol.w, rtol=1e-7, atol=1e-12)
 
 
-def test_normalize_not_implemented() -> None:
+# -- column-normalised features (ModifiedUFM normalize=r) ---------------------------------------------------
+@pytest.mark.parametrize("ridge", ["H", "E"])
+def test_symbolic_normalised_reduction(ridge: str) -> None:
+    """The gradient route reproduces the closed-form equations without normalisation, and with it the
+    projected full-model gradient g_raw = (r/n)(g - ĥ ĥᵀg) written out in the algebra."""
+    for sch in (factorial_scheme((2, 3)), hierarchical_scheme(2, 3)):
+        assert symbolic.check_gradient_route(sch.counts, sch.exact_table, sch.ranks, ridge) == [0] * (
+            2 * sch.n_S
+        )
+        assert symbolic.check_normalised_projection(sch.counts, sch.exact_table, sch.ranks, ridge) == [0] * (
+            2 * sch.n_S
+        )
+
+
+def test_normalised_rhs_matches_projected_gradient_numerically() -> None:
+    """The lambdified normalised right-hand side against the full model's analytic gradient (ModifiedUFM
+    loss_and_grad, an independent code path) at an aligned point, mapped back to coefficients."""
+    design = ut.designs.factorial((2, 3))
+    for ridge, lam in (("H", {"lam_H": 3e-2}), ("E", {"lam_E": 3e-2})):
+        prob = ut.ModifiedUFM(
+            design, dim=6, alpha=1.3, beta=0.8, ridge=ridge, lam_W=2e-2, normalize=1.7, **lam
+        )
+        rp = ReducedProblem.from_problem(prob)
+        sch = rp.scheme
+        rng = np.random.default_rng(3)
+        w0, a0 = rng.standard_normal(sch.n_S), rng.standard_normal(sch.n_S)
+        params = aligned_full_init(prob, w0, a0)
+        _, grads = prob.loss_and_grad(params)
+        # dW/dt = -∇_W; d(E X̃)/dt = -∇_E X̃.
+        dw_full = sch.coefficients(-grads["W"][:, :6])
+        da_full = sch.coefficients(-(grads["E"] @ prob.X_tilde)[:6])
+        fn = symbolic.compile_reduced(sch.counts, sch.exact_table, sch.ranks, ridge, normalize=True)
+        out = fn.rhs(w0, a0, rp.kappa, rp.lam_W, rp.lam_X, radius=1.7)
+        np.testing.assert_allclose(out[: sch.n_S], dw_full, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(out[sch.n_S :], da_full, rtol=1e-10, atol=1e-13)
+
+
+_NORM_KW = {
+    "ridgeH": {"ridge": "H", "lam_W": 1e-3, "lam_H": 1e-3},
+    "ridgeE": {"ridge": "E", "lam_W": 1e-3, "lam_E": 1e-3},
+    "noridge": {},
+}
+
+
+@pytest.mark.parametrize("sizes", [(2, 3), (3, 3)], ids=["2x3", "3x3"])
+@pytest.mark.parametrize("radius", [1.0, 2.0])
+@pytest.mark.parametrize("kw", list(_NORM_KW))
+def test_normalised_reduced_matches_full_flow(sizes: tuple[int, int], radius: float, kw: str) -> None:
+    design = ut.designs.factorial(sizes)
+    prob = ut.ModifiedUFM(design, dim=design.m, alpha=1.0, beta=1.0, normalize=radius, **_NORM_KW[kw])
+    rp = ReducedProblem.from_problem(prob)
+    sch = rp.scheme
+    rng = np.random.default_rng(0)
+    w0 = 1e-2 * (1 + rng.random(sch.n_S))
+    w0[0] = 0.0
+    a0 = np.sqrt(rp.kappa) * w0 * (1 + 0.3 * rng.random(sch.n_S))  # raw features E X̃, unbalanced
+    t1 = 1e3  # through the semantic peak; the raw norm shrinks ~5-10x (the flow stiffens as it does)
+    sol = reduced_solve(prob, t1, init=(w0, a0), saveat=25)
+    full = ut.gradient_flow(prob, t1, init=aligned_full_init(prob, w0, a0), saveat=25, rtol=1e-9, atol=1e-11)
+    assert sol.ok and full.ok
+    cH = np.array([sch.coefficients(G) for G in full.gram_H])
+    cW = np.array([sch.coefficients(G) for G in full.gram_W])
+    err_H = np.max(np.abs(cH - sol.gram_H_coeffs) / np.abs(sol.gram_H_coeffs).max(axis=1, keepdims=True))
+    err_W = np.max(np.abs(cW - sol.gram_W_coeffs) / np.abs(sol.gram_W_coeffs).max(axis=1, keepdims=True))
+    print(f"{sizes} r={radius} {kw}: err_H={err_H:.2e} err_W={err_W:.2e}")
+    assert err_H < 1e-6 and err_W < 1e-6
+    assert np.allclose(sol.loss, full.loss, rtol=1e-7, atol=1e-10)
+    # Every column of H has norm r: the Gram's diagonal is r² throughout.
+    ranks = np.array(sch.ranks, dtype=float)
+    np.testing.assert_allclose(sol.gram_H_coeffs @ ranks / sch.K, radius**2, rtol=1e-12)
+    np.testing.assert_allclose(np.diagonal(full.gram_H, axis1=1, axis2=2), radius**2, rtol=1e-10)
+    # h are the normalised features of the raw state h_raw.
+    assert sol.h_raw is not None and not np.allclose(sol.h_raw, sol.h)
+    # The semantic phase appears and decays (THEORY.md s. 6: normalised features peak early).
+    strength = sol.trajectory.metrics(design)["semantic_strength"]
+    assert np.nanmax(strength) > 0.2 and strength[-1] < 0.5 * np.nanmax(strength)
+
+
+def test_normalised_rejects_zero_raw_features() -> None:
     prob = ut.ModifiedUFM(ut.designs.factorial((2, 2)), dim=4, normalize=1.0)
-    with pytest.raises(NotImplementedError, match="normalize"):
-        reduced_solve(prob, 10.0)
+    with pytest.raises(ValueError, match="normalize"):
+        reduced_solve(prob, 10.0, init=(np.ones(4), np.zeros(4)))
 
 
 @pytest.mark.parametrize(
@@ -211,11 +289,17 @@ def test_million_contexts(kw: dict) -> None:
     sol = reduced_solve(rp, 1e6)
     wall = time.perf_counter() - start
     print(f"K=1e6 {kw}: {wall:.3f} s, {sol.stats['evaluations']} evaluations, method {sol.method}")
-    assert sol.ok and sol.trajectory is None and np.all(np.isfinite(sol.loss))
+    assert sol.ok and np.all(np.isfinite(sol.loss))
+    # Large K: the Trajectory holds the Grams as coefficients on the scheme, nothing K×K.
+    traj = sol.trajectory
+    assert traj is not None and traj.structured and traj.gram_H.shape == (len(sol.ts), 10**6, 10**6)
+    np.testing.assert_array_equal(traj.gram_H.coefficients, sol.gram_H_coeffs)
     assert wall < 5.0
     if "lam_H" not in kw:  # semantic phase: main effects dominate interactions at t = 1e6 (t_sem ~ 2e5)
         ell = sol.logit_coeffs[-1]
         assert ell[1] > 1e2 and ell[1] == pytest.approx(ell[2]) and abs(ell[3]) < 1e-3 * ell[1]
         assert sol.loss[-1] < math.log(1e6) / 2
-    with pytest.raises(ValueError, match="reduced_solve"):
-        reduced_flow(rp, 10.0, saveat=3)
+    small = reduced_flow(rp, 10.0, saveat=3)
+    assert small.structured and len(small) == 4
+    with pytest.raises(ValueError, match="structured"):  # dense Grams of K = 10⁶ cannot be built
+        reduced_flow(rp, 10.0, saveat=3, structured=False)

@@ -10,11 +10,12 @@ Example:
     True
 """
 
-from . import convex, designs, equilibria, init, linear, metrics, plotting, reduced
+from . import convex, designs, equilibria, init, linear, metrics, phases, plotting, reduced
 from .designs import Design
 from .equilibria import Equilibrium, end_state, etf_gram, etf_mode_time, etf_mode_u, semantic_saddle, zhu
 from .flow import gradient_descent, gradient_flow
 from .models import UFM, ModifiedUFM
+from .phases import Phases, detect_phases, predict_phases
 from .reduced import ReducedProblem, ReducedSolution, aligned_full_init, reduced_flow, reduced_solve
 from .trajectory import Trajectory, log_grid
 
@@ -40,6 +41,10 @@ __all__ = [
     "log_grid",
     "linear",
     "metrics",
+    "phases",
+    "Phases",
+    "detect_phases",
+    "predict_phases",
     "reduced",
     "reduced_flow",
     "reduced_solve",
@@ -51,7 +56,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # noqa: ANN202 - module-level lazy attribute
+def __getattr__(name: str) -> object:
     # The torch baseline is imported on first use so that `import ufmtheory` stays torch-free and fast.
     if name == "baseline":
         import importlib

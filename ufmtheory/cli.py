@@ -1,9 +1,16 @@
 """The ``ufm`` command line.
 
-``ufm demo [--out DIR]`` runs a 3×3 factorial design through the standard UFM: a regularised gradient
-flow from a small random initialisation to Zhu et al.'s simplex ETF, checked against the closed form, and
-an unregularised flow to ``t = 1e8`` checked against the exact ETF-mode time. It writes Gram heatmaps at
-several times, ETF-distance/loss curves (PNG) and ``results.json``.
+``ufm demo [--out DIR]`` runs a 3×3 factorial design through the standard and the modified UFM side by side.
+Standard UFM: a regularised gradient flow from a small random initialisation to Zhu et al.'s simplex ETF,
+checked against the closed form, and an unregularised flow to ``t = 1e8`` checked against the exact
+ETF-mode time. Modified UFM (ridge on H, ``α = β = 1``, the same small ``λ``): the phases predicted by the
+exact reduced ODE (through the semantic plateau and the collapse) and detected on a full gradient flow from
+the same aligned initialisation. It writes Gram heatmaps at several times, ETF-distance/loss curves, the
+phase figures (PNG) and ``results.json``.
+
+``ufm predict CONFIG [--out FILE]`` prints the predicted phase times of the problem described by the JSON
+file CONFIG (schema: :data:`PREDICT_SCHEMA`) and optionally writes them as JSON. A bad config exits with
+status 2 and a message (no traceback).
 """
 
 from __future__ import annotations
@@ -18,7 +25,34 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "run_demo"]
+__all__ = ["main", "run_demo", "run_predict", "load_predict_config", "ConfigError", "PREDICT_SCHEMA"]
+
+PREDICT_SCHEMA = """\
+{
+  "design": {"kind": "factorial", "sizes": [3, 3]}
+            | {"kind": "hierarchical", "depth": 2, "branching": 3},
+  "model": {
+    "alpha": 1.0,            # weight of the shared attribute path (>= 0; 0 with beta = 1: standard UFM)
+    "beta": 1.0,             # weight of the per-context path (>= 0)
+    "ridge": "H",            # "H" (penalty on the features E X~) or "E" (on the embeddings E)
+    "lam_W": 0.001,          # ridge on W (>= 0)
+    "lam_H": 0.001,          # ridge on the features (ridge "H" only)   | "lam_E" (ridge "E" only)
+    "normalize": null,       # optional: column-normalisation radius r > 0
+    "dim": 9                 # optional feature dimension (default K)
+  },
+  "init_scale": 0.001,       # optional (default 1e-3)
+  "t1": null,                # optional final time (default: automatic, extended until the collapse)
+  "etf_tol": 0.05,           # optional
+  "which": "both",           # optional: "H", "W" or "both"
+  "method": "reduced",       # optional: "reduced" (exact reduced ODE) or "full" (full gradient flow)
+  "points_per_decade": 20    # optional save-grid density
+}
+Designs with K > 4096 contexts are handled by the reduced ODE alone (no K x K design is built)."""
+"""The JSON schema of ``ufm predict`` configs (``#`` comments are documentation, not JSON)."""
+
+
+class ConfigError(ValueError):
+    """A ``ufm predict`` config that does not follow :data:`PREDICT_SCHEMA`."""
 
 
 def _save_figure(fig: Any, path: Path) -> None:
@@ -95,9 +129,102 @@ def run_demo(out: Path, progress: bool = True, t1: float = 1e5, lam: float = 1e-
         "evaluations": exact.stats["evaluations"],
         "wall_time": time.perf_counter() - start,
     }
+    # 3. Modified UFM beside the standard one: predicted (reduced ODE) and detected (full flow) phases.
+    results["modified"], results["standard_phases"] = _demo_modified(out, design, traj, prob, lam, progress)
+
     results["files"] = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    atomic_write_bytes(out / "results.json", json.dumps(results, indent=2, default=float).encode())
+    atomic_write_bytes(out / "results.json", json.dumps(results, indent=2, default=_json_default).encode())
     return results
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return float(value)
+
+
+def _plateau_cosines(G: np.ndarray, X: np.ndarray) -> dict[str, float]:
+    """Mean centred cosine of pairs sharing exactly one attribute and of pairs sharing none."""
+    from .metrics import centered, cosine
+
+    C = cosine(centered(G))
+    shared = X.T @ X
+    off = ~np.eye(G.shape[0], dtype=bool)
+    return {
+        "share_one": float(C[off & (shared == 1)].mean()),
+        "share_none": float(C[off & (shared == 0)].mean()),
+    }
+
+
+def _demo_modified(
+    out: Path, design: Any, std_traj: Any, std_prob: Any, lam: float, progress: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    import ufmtheory as ut
+    from ufmtheory import plotting
+    from ufmtheory.phases import detect_phases, predict_phases
+    from ufmtheory.reduced import aligned_full_init
+
+    K = design.m
+    mod = ut.ModifiedUFM(design, dim=K, alpha=1.0, beta=1.0, ridge="H", lam_W=lam, lam_H=lam)
+    start = time.perf_counter()
+    predicted = {w: predict_phases(mod, which=w) for w in ("H", "W")}
+    wall_reduced = time.perf_counter() - start
+    ref = predicted["H"]
+    init = ref.stats["init"]
+    # The full flow from the same aligned init on the same grid: the same phases, and Grams for heatmaps.
+    start = time.perf_counter()
+    full = ut.gradient_flow(
+        mod,
+        ref.stats["t1"],
+        init=aligned_full_init(mod, init["w0"], init["h0"]),
+        saveat=ref.curves["ts"],
+        progress=progress,
+    )
+    wall_full = time.perf_counter() - start
+    detected = {w: detect_phases(full, design, which=w) for w in ("H", "W")}
+    reduced_traj = ref.trajectory
+    err_H = float(np.abs(np.asarray(reduced_traj.gram_H) - full.gram_H).max() / np.abs(full.gram_H).max())
+    std_predicted = {w: predict_phases(std_prob, which=w) for w in ("H", "W")}
+    std_detected = {w: detect_phases(std_traj, design, which=w) for w in ("H", "W")}
+
+    for which, suffix in (("H", ""), ("W", "_W")):
+        fig, _ = plotting.plot_phases(
+            [std_traj, full],
+            design,
+            phases=[std_detected[which], detected[which]],
+            labels=["standard UFM (random init)", "modified UFM α=β=1 (full flow)"],
+            which=which,
+        )
+        _save_figure(fig, out / f"phases{suffix}.png")
+        fig, _ = plotting.plot_gram_at_phases(full, detected[which], design)
+        _save_figure(fig, out / f"gram_phases{suffix}.png")
+
+    A = design.factor_sizes[0]
+    peak_gram = full.at(detected["H"].peak)[0]
+    modified = {
+        "problem": mod.describe(),
+        "predicted": {w: p.as_dict() for w, p in predicted.items()},
+        "detected": {w: p.as_dict() for w, p in detected.items()},
+        "full_flow": {
+            "status": full.status,
+            "t1": ref.stats["t1"],
+            "evaluations": full.stats["evaluations"],
+            "wall_time": wall_full,
+            "max_rel_error_vs_reduced_gram_H": err_H,
+        },
+        "reduced_wall_time": wall_reduced,
+        "plateau_cosines_H": {
+            "measured_at_peak": _plateau_cosines(peak_gram, design.X),
+            "theory": {"share_one": (A - 2) / (2 * (A - 1)), "share_none": -1.0 / (A - 1)},
+        },
+    }
+    standard = {
+        "predicted": {w: p.as_dict() for w, p in std_predicted.items()},
+        "detected": {w: p.as_dict() for w, p in std_detected.items()},
+    }
+    return modified, standard
 
 
 def _print_summary(results: dict[str, Any], out: Path) -> None:
@@ -116,6 +243,238 @@ def _print_summary(results: dict[str, Any], out: Path) -> None:
         f"  ETF mode to t=1e8: status={mode['status']}, max rel. error vs t(u) closed form"
         f" {mode['max_relative_error_vs_closed_form']:.2e}, u(1e8) = {mode['u_final']:.2f}"
     )
+    mod, std = results["modified"], results["standard_phases"]
+    print("  phases (gradient-flow time; H: contexts, W: labels)")
+    print(f"    {'':<22} {'onset':>9} {'peak':>9} {'collapse':>9} {'etf_time':>9} {'strength':>9}")
+    rows = [
+        ("standard, detected", std["detected"]),
+        ("modified, predicted", mod["predicted"]),
+        ("modified, detected", mod["detected"]),
+    ]
+    for name, by_which in rows:
+        for which in ("H", "W"):
+            ph = by_which[which]
+            cells = [_fmt(ph[k]) for k in ("onset", "peak", "collapse", "etf_time", "peak_strength")]
+            print(f"    {name + ' ' + which:<22} " + " ".join(f"{c:>9}" for c in cells))
+    est = mod["predicted"]["H"]["estimates"]
+    print(f"    closed-form estimates: t_sem = {_fmt(est.get('t_sem'))}, t_col = {_fmt(est.get('t_col'))}")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    return f"{value:.4g}" if np.isfinite(value) else "-"
+
+
+# -- ufm predict -----------------------------------------------------------------------------------------
+_TOP_KEYS = {
+    "design",
+    "model",
+    "init_scale",
+    "t1",
+    "etf_tol",
+    "which",
+    "method",
+    "points_per_decade",
+    "t_max",
+}
+_MODEL_KEYS = {"alpha", "beta", "ridge", "lam_W", "lam_H", "lam_E", "normalize", "dim"}
+
+
+def _number(where: str, value: Any, *, positive: bool = False, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ConfigError(f"{where} must be {'> 0' if positive else '>= 0'}, got {value!r}")
+    return float(value)
+
+
+def _integer(where: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def load_predict_config(path: str | Path) -> dict[str, Any]:
+    """Read and validate a ``ufm predict`` config (:data:`PREDICT_SCHEMA`); defaults filled in.
+
+    Raises:
+        ConfigError: the file is missing, not JSON, or does not follow the schema (the message says where).
+    """
+    path = Path(path)
+    try:
+        cfg = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError("the config must be a JSON object with keys 'design' and 'model'")
+    unknown = set(cfg) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+    for key in ("design", "model"):
+        if not isinstance(cfg.get(key), dict):
+            raise ConfigError(f"config needs a '{key}' object (see `ufm predict --schema`)")
+    design = dict(cfg["design"])
+    kind = design.get("kind")
+    if kind == "factorial":
+        if set(design) - {"kind", "sizes"}:
+            raise ConfigError(f"design: unknown key(s) {sorted(set(design) - {'kind', 'sizes'})}")
+        sizes = design.get("sizes")
+        if not isinstance(sizes, list) or not sizes:
+            raise ConfigError(f"design.sizes must be a non-empty list of integers >= 2, got {sizes!r}")
+        design["sizes"] = [_integer(f"design.sizes[{i}]", a, 2) for i, a in enumerate(sizes)]
+    elif kind == "hierarchical":
+        if set(design) - {"kind", "depth", "branching"}:
+            raise ConfigError(
+                f"design: unknown key(s) {sorted(set(design) - {'kind', 'depth', 'branching'})}"
+            )
+        design["depth"] = _integer("design.depth", design.get("depth"), 1)
+        design["branching"] = _integer("design.branching", design.get("branching"), 2)
+    else:
+        raise ConfigError(f"design.kind must be 'factorial' or 'hierarchical', got {kind!r}")
+    model = dict(cfg["model"])
+    unknown = set(model) - _MODEL_KEYS
+    if unknown:
+        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; allowed: {sorted(_MODEL_KEYS)}")
+    model.setdefault("alpha", 1.0)
+    model.setdefault("beta", 1.0)
+    model.setdefault("ridge", "H")
+    if model["ridge"] not in ("H", "E"):
+        raise ConfigError(f"model.ridge must be 'H' or 'E', got {model['ridge']!r}")
+    for key in ("alpha", "beta", "lam_W", "lam_H", "lam_E"):
+        model[key] = _number(f"model.{key}", model.get(key, 0.0))
+    if model["alpha"] == 0 and model["beta"] == 0:
+        raise ConfigError("model.alpha and model.beta must not both be 0")
+    if model["ridge"] == "H" and model["lam_E"]:
+        raise ConfigError("model.lam_E must be 0 with ridge 'H' (use lam_H)")
+    if model["ridge"] == "E" and model["lam_H"]:
+        raise ConfigError("model.lam_H must be 0 with ridge 'E' (use lam_E)")
+    model["normalize"] = _number("model.normalize", model.get("normalize"), positive=True, allow_none=True)
+    if model.get("dim") is not None:
+        model["dim"] = _integer("model.dim", model["dim"], 1)
+    out = {
+        "design": design,
+        "model": model,
+        "init_scale": _number("init_scale", cfg.get("init_scale", 1e-3), positive=True),
+        "t1": _number("t1", cfg.get("t1"), positive=True, allow_none=True),
+        "etf_tol": _number("etf_tol", cfg.get("etf_tol", 0.05), positive=True),
+        "which": cfg.get("which", "both"),
+        "method": cfg.get("method", "reduced"),
+        "points_per_decade": _integer("points_per_decade", cfg.get("points_per_decade", 20), 1),
+        "t_max": _number("t_max", cfg.get("t_max", 1e12), positive=True),
+    }
+    if out["which"] not in ("H", "W", "both"):
+        raise ConfigError(f"which must be 'H', 'W' or 'both', got {out['which']!r}")
+    if out["method"] not in ("reduced", "full"):
+        raise ConfigError(f"method must be 'reduced' or 'full', got {out['method']!r}")
+    return out
+
+
+def _build_problem(cfg: dict[str, Any]) -> tuple[Any, str]:
+    """The problem of a validated config, and a one-line description."""
+    import math
+
+    import ufmtheory as ut
+    from ufmtheory.reduced import MATERIALISE_MAX_K, ReducedProblem, factorial_scheme, hierarchical_scheme
+
+    d, m = cfg["design"], cfg["model"]
+    if d["kind"] == "factorial":
+        K = math.prod(d["sizes"])
+        label = "factorial " + "x".join(map(str, d["sizes"]))
+    else:
+        K = d["branching"] ** d["depth"]
+        label = f"hierarchical depth {d['depth']} branching {d['branching']}"
+    desc = (
+        f"{label} (K = {K}), alpha={m['alpha']:g}, beta={m['beta']:g}, ridge {m['ridge']},"
+        f" lam_W={m['lam_W']:g}, lam_{m['ridge']}={m['lam_H'] if m['ridge'] == 'H' else m['lam_E']:g}"
+        + (f", normalize={m['normalize']:g}" if m["normalize"] is not None else "")
+    )
+    kw = {k: m[k] for k in ("alpha", "beta", "ridge", "lam_W", "lam_H", "lam_E")}
+    if m["normalize"] is not None:
+        kw["normalize"] = m["normalize"]
+    if K > MATERIALISE_MAX_K:
+        if cfg["method"] == "full":
+            raise ConfigError(
+                f"method 'full' needs a K x K design; K = {K} > {MATERIALISE_MAX_K}: use 'reduced'"
+            )
+        if m.get("dim") is not None and m["dim"] < K - 1:
+            raise ConfigError(f"model.dim = {m['dim']} < K - 1 = {K - 1}: the reduced ODE needs dim >= K - 1")
+        sch = (
+            factorial_scheme(d["sizes"])
+            if d["kind"] == "factorial"
+            else hierarchical_scheme(d["depth"], d["branching"])
+        )
+        return ReducedProblem.from_parts(sch, **kw), desc
+    design = (
+        ut.designs.factorial(d["sizes"])
+        if d["kind"] == "factorial"
+        else ut.designs.hierarchical(d["depth"], d["branching"])
+    )
+    try:
+        return ut.ModifiedUFM(design, dim=m.get("dim") or K, **kw), desc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model: {exc}") from None
+
+
+def run_predict(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Predicted phases of a validated config.
+
+    Returns:
+        ``{"config", "problem" (a description), "phases": {which: Phases.as_dict()}}``.
+    """
+    from ufmtheory.phases import predict_phases
+
+    problem, desc = _build_problem(cfg)
+    whichs = ("H", "W") if cfg["which"] == "both" else (cfg["which"],)
+    phases = {}
+    for which in whichs:
+        try:
+            ph = predict_phases(
+                problem,
+                t1=cfg["t1"],
+                init_scale=cfg["init_scale"],
+                which=which,
+                etf_tol=cfg["etf_tol"],
+                method=cfg["method"],
+                points_per_decade=cfg["points_per_decade"],
+                t_max=cfg["t_max"],
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
+        phases[which] = ph.as_dict()
+    return {"config": cfg, "problem": desc, "phases": phases}
+
+
+def _print_predict(result: dict[str, Any]) -> None:
+    phases = result["phases"]
+    first = next(iter(phases.values()))
+    print(f"ufm predict: {result['problem']}")
+    print(
+        f"  method {first['method']}, t1 = {_fmt(first['stats']['t1'])} ({first['time_unit']}),"
+        f" init_scale {result['config']['init_scale']:g}, etf_tol {first['etf_tol']:g}"
+    )
+    whichs = list(phases)
+    print(f"  {'phase':<10}" + "".join(f" {w:>12}" for w in whichs) + f" {'estimate':>12}")
+    est = first["estimates"]
+    estimate = {"peak": est.get("t_sem"), "collapse": est.get("t_col")}
+    for key in ("onset", "peak", "collapse", "etf_time", "peak_strength"):
+        cells = "".join(f" {_fmt(phases[w][key]):>12}" for w in whichs)
+        name = "strength" if key == "peak_strength" else key
+        print(f"  {name:<10}{cells} {_fmt(estimate.get(key)):>12}")
+    print("  status:   " + "; ".join(f"{w}: {phases[w]['status']}" for w in whichs))
+    if est.get("t_sem") is not None:
+        print(
+            f"  estimates: t_sem = K ln(K/l0)/(2 sqrt(kappa_attr)) = {_fmt(est['t_sem'])};"
+            f" t_col = t_sem + ln(delta_end/delta(t_sem))/mu = {_fmt(est.get('t_col'))}"
+            f" (mu = {_fmt(est.get('mu'))})"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,15 +484,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ufm", description="ufmtheory: unconstrained features model tools")
     parser.add_argument("--version", action="version", version=f"ufmtheory {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the standard UFM on a 3x3 factorial design and write figures")
+    demo = sub.add_parser(
+        "demo", help="standard vs modified UFM on a 3x3 factorial design: figures, phases, results.json"
+    )
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    predict = sub.add_parser(
+        "predict",
+        help="predicted phase times of the problem in a JSON config",
+        description="Predict the phase times (onset, peak, collapse, ETF time) of a (modified) UFM."
+        " CONFIG schema:\n" + PREDICT_SCHEMA,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    predict.add_argument("config", type=Path, nargs="?", help="JSON config file")
+    predict.add_argument("--out", type=Path, default=None, help="also write the phases as JSON to this file")
+    predict.add_argument("--schema", action="store_true", help="print the config schema and exit")
     args = parser.parse_args(argv)
     if args.command == "demo":
         results = run_demo(args.out, progress=not args.no_progress)
         _print_summary(results, args.out)
         ok = results["regularised"]["status"] == "ok" and results["etf_mode"]["status"] == "ok"
         return 0 if ok else 1
+    if args.command == "predict":
+        if args.schema:
+            print(PREDICT_SCHEMA)
+            return 0
+        if args.config is None:
+            print("ufm predict: error: CONFIG is required (see `ufm predict --schema`)", file=sys.stderr)
+            return 2
+        try:
+            result = run_predict(load_predict_config(args.config))
+        except ConfigError as exc:
+            print(f"ufm predict: error: {exc}", file=sys.stderr)
+            return 2
+        _print_predict(result)
+        if args.out is not None:
+            from .trajectory import atomic_write_bytes
+
+            atomic_write_bytes(args.out, json.dumps(result, indent=2, default=_json_default).encode())
+            print(f"  wrote {args.out}")
+        return 0 if all(p["status"] == "ok" for p in result["phases"].values()) else 1
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse enforces choices
     return 2
 

@@ -838,19 +838,120 @@ def gram_metrics(G: Any, X: Any = None) -> dict[str, float]:
     return {k: float(v[0]) for k, v in _stack_metrics(G[None], Xa).items()}
 
 
+def _structured_stack_metrics(G: Any, attributes: bool) -> dict[str, np.ndarray]:
+    """:func:`_stack_metrics` of Grams ``G_t = Σ_S c[t, S] P_S`` in a scheme's algebra, from the (T, n_S)
+    coefficients alone (nothing K×K) [derived; equal to the dense metrics up to rounding]:
+
+    * ``P_∅ = J/K`` (index 0), so ``C G C = Σ_{S≠∅} c_S P_S``; ``‖·‖_F² = Σ m_S c_S²``, trace ``Σ m_S c_S``.
+    * every diagonal entry is ``Σ_S c_S m_S/K`` (centred: ``d_c = Σ_{S≠∅} c_S m_S/K``), so the cosine
+      normalisation is the scalar ``1/d_c`` and ``Ĝ = Σ_{S≠∅} (c_S/d_c) P_S``.
+    * ETF distance: ``C_K/‖C_K‖ = Σ_{S≠∅} P_S/sqrt(K-1)``, so the squared distance is
+      ``Σ_{S≠∅} m_S (c_S/sqrt(Σ m c²) - 1/sqrt(K-1))²``.
+    * effective rank: the centred Gram has eigenvalue ``c_S`` with multiplicity ``m_S`` (and 0 on ``1``).
+    * attribute energy ``Σ_{attr S} m_S c_S / Σ_{S≠∅} m_S c_S`` (attribute projector ``Σ_{attr} P_S``).
+    * CKA with ``XᵀX = Σ_S k_S P_S`` (coefficients of the shared-attribute counts per relation).
+    * shared gap from the cosine entries per relation ``Ĝ[r] = Σ_{S≠∅} c_S P_S[r]/d_c``, weighted by the
+      valencies ``n_r`` of the relations whose pairs share (``s_r > 0``) or share no attribute.
+    """
+    sch = G.scheme
+    c = np.asarray(G.coefficients, dtype=np.float64)
+    K = int(sch.K)
+    m = np.array(sch.ranks, dtype=np.float64)
+    n = np.array(sch.counts, dtype=np.float64)
+    table = np.asarray(sch.table, dtype=np.float64)
+    cc, mm = c[:, 1:], m[1:]
+    diag_abs = np.abs(c @ m) / K  # |diag(G)|, the same for every row
+    dc = cc @ mm / K  # diagonal of the centred Gram
+    deg = ~((dc > 0) & (dc > _REL_TOL * diag_abs))
+    sq = (cc * cc) @ mm  # ‖C G C‖_F²
+    nrm = np.sqrt(sq)
+    out: dict[str, np.ndarray] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bad = deg | (nrm == 0)
+        u = cc / np.where(bad, 1.0, nrm)[:, None]
+        dist = np.sqrt(((u - 1.0 / np.sqrt(K - 1.0)) ** 2) @ mm)
+        out["etf_distance"] = _nan_where(dist, bad)
+        lam = np.clip(cc, 0.0, None)
+        total = lam @ mm
+        bad_r = total <= _REL_TOL * K * diag_abs
+        pr = lam / np.where(bad_r, 1.0, total)[:, None]
+        ent = -(np.where(pr > 0, pr * np.log(np.where(pr > 0, pr, 1.0)), 0.0) @ mm)
+        out["effective_rank"] = _nan_where(np.exp(ent), bad_r)
+        if not attributes:
+            return out
+        attr = np.array(sch.attribute_labels(), dtype=np.int64)
+        den = cc @ mm
+        bad_e = den <= _REL_TOL * K * diag_abs
+        energy = _nan_where((c[:, attr] @ m[attr]) / np.where(bad_e, 1.0, den), bad_e)
+        out["semantic_strength"] = energy - float(m[attr].sum()) / (K - 1)
+        out["attribute_energy"] = energy
+        shared = np.asarray(sch.shared_attributes(), dtype=np.float64)  # (n_r,) entries of XᵀX
+        k = sch.algebra_coefficients(shared)  # XᵀX = Σ_S k_S P_S
+        kc_norm = float(np.sqrt((k[1:] ** 2) @ mm))
+        if kc_norm <= _REL_TOL * float(np.sqrt((k**2) @ m)):
+            kc_norm = 0.0
+        bad_c = (nrm <= _REL_TOL * np.sqrt((c * c) @ m)) | (kc_norm == 0)
+        cka_val = (cc @ (mm * k[1:])) / np.where(bad_c, 1.0, nrm * (kc_norm if kc_norm > 0 else 1.0))
+        out["cka"] = _nan_where(cka_val, bad_c)
+        cos_r = (cc @ table[1:]) / np.where(deg, 1.0, dc)[:, None]  # (T, n_r) centred cosine per relation
+        off = np.arange(len(n)) != 0
+        means = []
+        for sel in (off & (shared > 0), off & (shared <= 0)):
+            cnt = float(n[sel].sum())
+            means.append(cos_r[:, sel] @ n[sel] / cnt if cnt > 0 else np.full(c.shape[0], np.nan))
+        out["shared_gap"] = _nan_where(means[0] - means[1], deg)
+    return out
+
+
+def _structured_design_check(G: Any, design: Any, which: str) -> bool:
+    """Whether ``design`` (None, an AssociationScheme, or a Design) asks for attribute metrics on the
+    structured Grams ``G``; raises when it does not describe ``G``'s scheme."""
+    sch = G.scheme
+    if design is None:
+        return False
+    if hasattr(design, "key") and hasattr(design, "attribute_labels"):  # an AssociationScheme
+        if design.key() != sch.key():
+            raise ValueError(
+                f"the scheme {design.describe()} is not the trajectory's scheme {sch.describe()}"
+            )
+    else:
+        from .reduced import scheme as scheme_of
+
+        try:
+            other = scheme_of(design)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"design does not match the structured trajectory's scheme: {exc}") from exc
+        if other.key() != sch.key():
+            raise ValueError(
+                f"design's scheme {other.describe()} is not the trajectory's scheme {sch.describe()}"
+            )
+        X = np.asarray(design.X if which == "H" else design.label_X, dtype=np.float64)
+        # Guard: the scheme's attributes must be the design's own (X is built canonically by the
+        # constructors; a hand-made Design with another code would get other metrics densely).
+        if not np.array_equal(X.T @ X, sch.shared_attributes()[sch.relation_matrix()]):
+            raise ValueError("design.X is not the attribute code of its factorial/hierarchical scheme")
+        if X.shape[0] == 0:
+            return False
+    return len(sch.attribute_labels()) > 0
+
+
 def trajectory_metrics(traj: Any, design: Any = None, which: str = "H") -> dict[str, np.ndarray]:
     """:func:`gram_metrics` along a :class:`~ufmtheory.trajectory.Trajectory`.
 
     Args:
         traj: a Trajectory (anything with ``ts``, ``gram_H: (T, m, m)`` and ``gram_W: (T, V, V)``).
         design: optional :class:`~ufmtheory.designs.Design` supplying the attribute code; without it (or
-            with ``p = 0``) only ``etf_distance`` and ``effective_rank`` are computed.
+            with ``p = 0``) only ``etf_distance`` and ``effective_rank`` are computed. For structured Grams
+            (:class:`~ufmtheory.trajectory.StructuredGrams`) the scheme itself (``traj.scheme``) may be
+            given instead: its attributes are those of the factorial/hierarchical design it comes from.
         which: ``"H"``: context Grams with ``design.X``; ``"W"``: label Grams restricted to
             ``design.used_labels`` (rows and columns) with ``design.label_X[:, used]`` (without a design,
             the whole label Gram).
 
     Returns:
-        ``{"ts": (T,), name: (T,) ...}`` with the names of :func:`gram_metrics`.
+        ``{"ts": (T,), name: (T,) ...}`` with the names of :func:`gram_metrics`. Structured Grams are never
+        materialised: the metrics come from their coefficients in O(T n_S n_r)
+        (:func:`_structured_stack_metrics`).
 
     Raises:
         ValueError: if ``which`` is not ``"H"`` or ``"W"``, or the design does not match the Grams.
@@ -858,7 +959,19 @@ def trajectory_metrics(traj: Any, design: Any = None, which: str = "H") -> dict[
     if which not in ("H", "W"):
         raise ValueError(f"which must be 'H' or 'W', got {which!r}")
     ts = _as_array("traj.ts", traj.ts, ndim=1)
-    G = _check_gram_stack(traj.gram_H if which == "H" else traj.gram_W, f"traj.gram_{which}")
+    raw = traj.gram_H if which == "H" else traj.gram_W
+    if hasattr(raw, "coefficients") and hasattr(raw, "scheme"):  # StructuredGrams: the fast path
+        if len(raw) != ts.shape[0]:
+            raise ValueError(
+                f"traj.gram_{which} must have T = {ts.shape[0]} Grams like traj.ts, got {len(raw)}"
+            )
+        if raw.K < 2:
+            raise ValueError(f"traj.gram_{which} must have K >= 2, got K = {raw.K}")
+        with_X = _structured_design_check(raw, design, which)
+        out_s: dict[str, np.ndarray] = {"ts": ts.copy()}
+        out_s.update(_structured_stack_metrics(raw, with_X))
+        return out_s
+    G = _check_gram_stack(raw, f"traj.gram_{which}")
     if G.shape[0] != ts.shape[0]:
         raise ValueError(
             f"traj.gram_{which} must have T = {ts.shape[0]} Grams like traj.ts, got {G.shape[0]}"

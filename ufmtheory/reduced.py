@@ -22,6 +22,17 @@ Example:
     >>> sol = reduced_solve(prob, 1e4, saveat=10)
     >>> sol.status, sol.w.shape, sol.trajectory.gram_H.shape
     ('ok', (11, 4), (11, 6, 6))
+
+Large designs give a structured :class:`~ufmtheory.Trajectory` (Grams as coefficients on the projectors,
+see :class:`~ufmtheory.trajectory.StructuredGrams`) whose metrics come from the coefficients:
+
+    >>> rp = ReducedProblem.from_parts(factorial_scheme((1000, 1000)), alpha=1.0, beta=1.0)
+    >>> traj = reduced_flow(rp, 1e6, saveat=20)
+    >>> traj.structured, traj.gram_H.shape, traj.gram_H.coefficients.shape
+    (True, (21, 1000000, 1000000), (21, 4))
+    >>> m = traj.metrics(traj.scheme)
+    >>> bool(m["semantic_strength"][-1] > 0.5)
+    True
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ from scipy.integrate import solve_ivp
 
 from .designs import Design
 from .models import UFM, ModifiedUFM, check_nonnegative
-from .trajectory import Trajectory, log_grid
+from .trajectory import GramTooLargeError, StructuredGrams, Trajectory, log_grid
 
 if TYPE_CHECKING:  # sympy is imported only when a reduced flow is first compiled (fast package import)
     from .symbolic import CompiledReduced
@@ -50,19 +61,25 @@ __all__ = [
     "scheme",
     "factorial_scheme",
     "hierarchical_scheme",
+    "scheme_from_description",
     "reduced_solve",
     "reduced_flow",
     "aligned_full_init",
+    "feature_coefficients",
     "MATERIALISE_MAX_K",
 ]
 
 MATERIALISE_MAX_K = 4096
-"""Largest K for which :func:`reduced_solve` materialises K×K Grams into a Trajectory."""
+"""Largest K for which :func:`reduced_solve` materialises dense K×K Grams by default (above it, or when the
+Gram stacks would exceed 2 GiB, the Trajectory holds :class:`~ufmtheory.trajectory.StructuredGrams`)."""
 
 _MATERIALISE_MAX_BYTES = 2 * 1024**3  # both Gram stacks together
 _METHODS = ("RK45", "DOP853", "RK23", "LSODA", "BDF", "Radau")
-# Above this decay rate × time, explicit DOP853 needs ~rate·t/6 steps: switch to LSODA (see reduced_solve).
-_STIFF = 1e4
+# Above this decay rate × time the ridge makes the late flow stiff: explicit DOP853 then needs ~rate·t/6
+# steps, and LSODA (Adams, switching to BDF) is 3-4x faster at equal or better accuracy on the grids of
+# benchmarks/bench_reduced.py (rate·t = 70..5000: 1.5-4.5k vs 3.4-20k evaluations, errors ~3e-8 vs up to 6e-7
+# against a Radau rtol=1e-13 reference). Unregularised flows stay non-stiff in log-time: DOP853.
+_STIFF = 10.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,6 +201,45 @@ class AssociationScheme:
         """Hashable key of the scheme's shape and entries."""
         return (self.counts, self.exact_table, self.ranks)
 
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly description, rebuilt by :func:`scheme_from_description`."""
+        if self.kind == "factorial":
+            return {"kind": "factorial", "sizes": list(self.params["sizes"])}
+        return {"kind": "hierarchical", "depth": self.params["depth"], "branching": self.params["branching"]}
+
+    def attribute_labels(self) -> tuple[int, ...]:
+        """Indices of the projectors spanning the design's centred attribute subspace.
+
+        Factorial: the main effects ``{f}`` (the attribute code has one indicator per factor value).
+        Hierarchy: levels ``1..D-1`` (attributes are the internal nodes below the root); none when D = 1.
+        Their sum is :func:`ufmtheory.metrics.attribute_projector` of the design's ``X``.
+        """
+        if self.kind == "factorial":
+            return tuple(i for i, S in enumerate(self.labels) if len(S) == 1)
+        D = self.params["depth"]
+        return tuple(i for i, lvl in enumerate(self.labels) if 1 <= lvl <= D - 1)
+
+    def shared_attributes(self) -> np.ndarray:
+        """(n_r,) number of attributes shared by two contexts in relation ``r``: the design's ``XᵀX``.
+
+        Factorial: ``F - |D|`` (D: the factors where they differ). Hierarchy: ancestors at levels
+        ``1..D-1`` in common, ``max(0, min(D - 1, D - c))`` for LCA height c.
+        """
+        if self.kind == "factorial":
+            F = len(self.params["sizes"])
+            return np.array([F - len(Dset) for Dset in self.relations], dtype=np.float64)
+        D = self.params["depth"]
+        return np.array([max(0, min(D - 1, D - c)) for c in self.relations], dtype=np.float64)
+
+    def algebra_coefficients(self, entries: np.ndarray) -> np.ndarray:
+        """``c_S: (..., n_S)`` of the algebra element whose value at relation ``r`` is ``entries[..., r]``.
+
+        ``c_S = tr(G P_S)/m_S = (K/m_S) Σ_r n_r G[r] P_S[r]`` (the inverse of ``coeffs @ table``)."""
+        weights = np.array(self.counts, dtype=np.float64)[:, None] * self.table.T  # (n_r, n_S)
+        return (np.asarray(entries, dtype=np.float64) @ weights) * (
+            self.K / np.array(self.ranks, dtype=np.float64)
+        )
+
 
 def factorial_scheme(sizes: Sequence[int]) -> AssociationScheme:
     """Hamming (product) scheme of a factorial design with factor sizes ``A_1..A_F`` (Kronecker order,
@@ -274,6 +330,18 @@ def scheme(design: Design) -> AssociationScheme:
     return hierarchical_scheme(design.params["depth"], design.params["branching"])
 
 
+def scheme_from_description(desc: Mapping[str, Any]) -> AssociationScheme:
+    """Rebuild a scheme from :meth:`AssociationScheme.describe` (e.g. when loading a saved Trajectory)."""
+    kind = desc.get("kind")
+    if kind == "factorial":
+        return factorial_scheme(desc["sizes"])
+    if kind == "hierarchical":
+        return hierarchical_scheme(desc["depth"], desc["branching"])
+    raise ValueError(
+        f"unknown scheme description {dict(desc)!r} (kind must be 'factorial' or 'hierarchical')"
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class ReducedProblem:
     """The data the reduced flow needs, without the K×K design (so K = 10⁶ is fine).
@@ -282,8 +350,10 @@ class ReducedProblem:
         scheme: the association scheme.
         kappa: (n_S,) kernel eigenvalues ``κ_S`` (all 1 for the standard UFM).
         ridge: ``"H"`` or ``"E"``.
-        lam_W: classifier ridge. lam_X: ``λ_H`` (ridge H) or ``λ_E`` (ridge E).
+        lam_W: classifier ridge. lam_X: ``λ_H`` (ridge H, on the pre-normalisation features) or ``λ_E``
+            (ridge E).
         meta: description for the Trajectory.
+        normalize: ``None`` or the radius ``r > 0`` of the column normalisation ``H = r H_raw/‖·‖``.
     """
 
     scheme: AssociationScheme
@@ -292,6 +362,7 @@ class ReducedProblem:
     lam_W: float = 0.0
     lam_X: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    normalize: float | None = None
 
     def __post_init__(self) -> None:
         kappa = np.asarray(self.kappa, dtype=np.float64)
@@ -303,6 +374,11 @@ class ReducedProblem:
         object.__setattr__(self, "kappa", kappa)
         object.__setattr__(self, "lam_W", check_nonnegative("lam_W", self.lam_W))
         object.__setattr__(self, "lam_X", check_nonnegative("lam_X", self.lam_X))
+        if self.normalize is not None:
+            r = check_nonnegative("normalize", self.normalize)
+            if r == 0:
+                raise ValueError("normalize must be None or a radius > 0")
+            object.__setattr__(self, "normalize", r)
 
     @classmethod
     def from_parts(
@@ -315,6 +391,7 @@ class ReducedProblem:
         lam_W: float = 0.0,
         lam_H: float = 0.0,
         lam_E: float = 0.0,
+        normalize: float | None = None,
     ) -> ReducedProblem:
         """Modified-UFM parameters on a scheme (``alpha=0, beta=1, ridge="H"``: the standard UFM)."""
         if (ridge == "H" and lam_E) or (ridge == "E" and lam_H):
@@ -327,23 +404,20 @@ class ReducedProblem:
             "lam_W": lam_W,
             "lam_H": lam_H,
             "lam_E": lam_E,
+            "normalize": normalize,
             "scheme": {"kind": scheme.kind, **scheme.params, "K": scheme.K},
         }
-        return cls(scheme, scheme.kernel_eigenvalues(alpha, beta), ridge, lam_W, lam_H or lam_E, meta)
+        kappa = scheme.kernel_eigenvalues(alpha, beta)
+        return cls(scheme, kappa, ridge, lam_W, lam_H or lam_E, meta, normalize)
 
     @classmethod
     def from_problem(cls, problem: UFM | ModifiedUFM) -> ReducedProblem:
-        """From a :class:`~ufmtheory.UFM` or :class:`~ufmtheory.ModifiedUFM` (``normalize=None``)."""
+        """From a :class:`~ufmtheory.UFM` or :class:`~ufmtheory.ModifiedUFM` (any ``normalize``)."""
         if isinstance(problem, ModifiedUFM):
-            if problem.normalize is not None:
-                raise NotImplementedError(
-                    "reduced flow with column normalisation (normalize != None) is not implemented yet;"
-                    " use ut.gradient_flow on the full problem"
-                )
             sch = scheme(problem.design)
             kappa = sch.kernel_eigenvalues(problem.alpha, problem.beta)
             lam_X = problem.lam_H if problem.ridge == "H" else problem.lam_E
-            return cls(sch, kappa, problem.ridge, problem.lam_W, lam_X, problem.describe())
+            return cls(sch, kappa, problem.ridge, problem.lam_W, lam_X, problem.describe(), problem.normalize)
         if isinstance(problem, UFM):
             sch = scheme(problem.design)
             return cls(sch, np.ones(sch.n_S), "H", problem.lam_W, problem.lam_H, problem.describe())
@@ -356,15 +430,19 @@ class ReducedSolution:
 
     Attributes:
         ts: (T,) saved gradient-flow times.
-        w, h: (T, n_S) coefficients ``w_S(t)``, ``h_S(t)`` (columns in ``scheme.labels`` order).
+        w, h: (T, n_S) coefficients ``w_S(t)``, ``h_S(t)`` of ``W`` and of the features ``H`` (after the
+            normalisation, if any); columns in ``scheme.labels`` order.
         loss: (T,) objective values.
         scheme: the association scheme.
         problem: the :class:`ReducedProblem` solved.
         status: ``"ok"`` or why the integration stopped (then ``ts`` ends there).
         stats: evaluations, wall time, tolerances.
         method: the scipy integrator.
-        trajectory: the materialised :class:`~ufmtheory.Trajectory` (Grams ``Σ h_S² P_S``,
-            ``Σ w_S² P_S``) or ``None`` when K or the Gram stack is too large.
+        trajectory: the :class:`~ufmtheory.Trajectory` of the Grams ``Σ h_S² P_S``, ``Σ w_S² P_S``: dense
+            arrays for small K, :class:`~ufmtheory.trajectory.StructuredGrams` (coefficients + scheme) for
+            large K or when asked (``structured=True``).
+        h_raw: (T, n_S) coefficients ``a_S`` of the pre-normalisation features ``E X̃`` (the integrated
+            state; equal to ``h`` without normalisation).
     """
 
     ts: np.ndarray
@@ -377,6 +455,7 @@ class ReducedSolution:
     stats: dict[str, Any]
     method: str
     trajectory: Trajectory | None = None
+    h_raw: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
@@ -432,7 +511,22 @@ def _initial_coefficients(
     bad = (rp.kappa == 0) & (h0 != 0)
     if np.any(bad):
         raise ValueError(f"h0 must be 0 on modes with κ_S = 0 (E X̃ cannot reach them): {np.flatnonzero(bad)}")
+    if rp.normalize is not None and not np.any(h0 != 0):
+        raise ValueError(
+            "with normalize, h0 (the raw features E X̃) must not be 0: columns cannot be normalised"
+        )
     return w0, h0
+
+
+def feature_coefficients(sch: AssociationScheme, a: np.ndarray, radius: float | None) -> np.ndarray:
+    """Coefficients ``h_S = r a_S / n`` of the normalised features from raw ones ``a: (..., n_S)``, with the
+    common column norm ``n = sqrt(Σ_S m_S a_S² / K)`` (``a`` itself when ``radius`` is ``None``)."""
+    a = np.asarray(a, dtype=np.float64)
+    if radius is None:
+        return a
+    ranks = np.array(sch.ranks, dtype=np.float64)
+    norm = np.sqrt((a**2) @ ranks / sch.K)
+    return radius * a / norm[..., None]
 
 
 def _stiffness(rp: ReducedProblem) -> float:
@@ -463,6 +557,7 @@ def reduced_solve(
     method: str = "auto",
     rtol: float = 1e-10,
     atol: float = 1e-12,
+    structured: bool | None = None,
     materialise: bool | None = None,
 ) -> ReducedSolution:
     """Integrate the exact reduced flow on the scheme coefficients ``w_S, h_S`` from 0 to ``t1``.
@@ -471,23 +566,28 @@ def reduced_solve(
     with ``ln t1``.
 
     Args:
-        problem: a :class:`~ufmtheory.UFM`, :class:`~ufmtheory.ModifiedUFM` (``normalize=None``) on a
-            factorial/hierarchical one-hot design, or a :class:`ReducedProblem` (no K×K design needed).
+        problem: a :class:`~ufmtheory.UFM`, :class:`~ufmtheory.ModifiedUFM` (with or without ``normalize``)
+            on a factorial/hierarchical one-hot design, or a :class:`ReducedProblem` (no K×K design needed).
         t1: final gradient-flow time (> 0).
-        init: optional explicit ``(w0, h0)``, each a dict ``label -> value`` or an ``(n_S,)`` array.
+        init: optional explicit ``(w0, h0)``, each a dict ``label -> value`` or an ``(n_S,)`` array. With
+            ``normalize``, ``h0`` are the raw coefficients of ``E X̃`` (as in :func:`aligned_full_init`).
         init_scale: without ``init``, ``w_S(0) = init_scale`` for every ``S ≠ ∅`` (``w_∅ = 0``).
         init_ratio: without ``init``, ``"balanced"`` (``h_S = sqrt(κ_S) w_S``; ridge on E keeps it) or
             ``"equal"`` (``h_S = w_S``).
         saveat: as in :func:`ufmtheory.gradient_flow` (None: ``log_grid(t1)``; int n; or times).
         method: a scipy ``solve_ivp`` method, or ``"auto"`` (default): DOP853, unless the ridge makes the
-            system stiff (``max(λ_W, λ_H max κ_S or λ_E) (1 + t1) > 1e4``; ridge on H with large K has
-            ``κ_S ~ K/A_f``), then LSODA, which switches to an implicit method and stays fast.
+            system stiff (``max(λ_W, λ_H max κ_S or λ_E) (1 + t1) > 10``; ridge on H with large K has
+            ``κ_S ~ K/A_f``) or the features are normalised (the raw norm shrinks, tangential rates grow
+            like its inverse square), then LSODA, which switches to an implicit method and stays fast.
         rtol, atol: ``solve_ivp`` tolerances.
-        materialise: build ``trajectory`` with K×K Grams; ``None`` (default): when ``K <= 4096`` and the
-            two Gram stacks fit in 2 GiB.
+        structured: store the trajectory's Grams as
+            :class:`~ufmtheory.trajectory.StructuredGrams` (coefficients + scheme, nothing K×K) rather than
+            dense arrays. ``None`` (default): structured when ``K > 4096`` or the two dense Gram stacks
+            would exceed 2 GiB.
+        materialise: deprecated spelling of ``structured=not materialise``.
 
     Returns:
-        :class:`ReducedSolution`.
+        :class:`ReducedSolution` (its ``trajectory`` is always set).
     """
     rp = _as_reduced(problem)
     if isinstance(problem, UFM):
@@ -498,22 +598,40 @@ def reduced_solve(
         raise ValueError(f"t1 must be a finite number > 0, got {t1!r}")
     if method != "auto" and method not in _METHODS:
         raise ValueError(f"method must be 'auto' or one of {_METHODS}, got {method!r}")
+    if materialise is not None:
+        if structured is not None and structured == bool(materialise):
+            raise ValueError("structured and materialise disagree; pass structured only")
+        structured = not materialise
     t1 = float(t1)
     sch = rp.scheme
     if method == "auto":
-        method = "LSODA" if _stiffness(rp) * (1.0 + t1) > _STIFF else "DOP853"
+        # Normalised features: the ridge (or the preconditioned tangential flow) shrinks the raw norm n while
+        # the tangential rates grow like 1/n², so the system turns stiff; LSODA detects and handles that.
+        stiff = rp.normalize is not None or _stiffness(rp) * (1.0 + t1) > _STIFF
+        method = "LSODA" if stiff else "DOP853"
     w0, h0 = _initial_coefficients(rp, init, init_scale, init_ratio)
     ts = _resolve_saveat(saveat, t1)
     from .symbolic import compile_reduced
 
-    fn: CompiledReduced = compile_reduced(sch.counts, sch.exact_table, sch.ranks, rp.ridge)
+    radius = rp.normalize
+    fn: CompiledReduced = compile_reduced(
+        sch.counts, sch.exact_table, sch.ranks, rp.ridge, normalize=radius is not None
+    )
     kappa, lam_W, lam_X, n_S = rp.kappa, rp.lam_W, rp.lam_X, sch.n_S
+    extra = () if radius is None else (radius,)
+    logits, rhs_q, counts = fn.logits, fn.rhs_q, fn.counts
+    exp = math.exp
     evals = 0
 
     def rhs(s: float, y: np.ndarray) -> np.ndarray:
+        # Inlined fn.rhs (this is the hot loop: ~10⁴ calls for K = 10⁶ with a stiff ridge).
         nonlocal evals
         evals += 1
-        return math.exp(s) * fn.rhs(y[:n_S], y[n_S:], kappa, lam_W, lam_X)
+        w, h = y[:n_S], y[n_S:]
+        L = np.array(logits(w, h, *extra))
+        e = np.exp(L - L.max())
+        q = e[1:] / (counts @ e)
+        return exp(s) * np.array(rhs_q(w, h, q, kappa, lam_W, lam_X, *extra))
 
     start = time.perf_counter()
     s_eval = np.clip(np.log1p(ts), 0.0, math.log1p(t1))
@@ -530,9 +648,13 @@ def reduced_solve(
     status = "ok" if sol.status == 0 else f"failed: {sol.message}"
     Y = sol.y.T if sol.y.shape[1] else np.concatenate([w0, h0])[None, :]
     T = Y.shape[0]
-    w, h = Y[:, :n_S], Y[:, n_S:]
+    w, h_raw = Y[:, :n_S], Y[:, n_S:]
+    h = feature_coefficients(sch, h_raw, radius)
     loss = np.array(
-        [fn.softmax(w[i], h[i])[1] + fn.penalty(w[i], h[i], kappa, lam_W, lam_X) for i in range(T)]
+        [
+            fn.softmax(w[i], h_raw[i], radius)[1] + fn.penalty(w[i], h_raw[i], kappa, lam_W, lam_X)
+            for i in range(T)
+        ]
     )
     stats = {
         "evaluations": evals,
@@ -545,26 +667,35 @@ def reduced_solve(
         "n_r": sch.n_r,
         "K": sch.K,
     }
-    if materialise is None:
-        materialise = sch.K <= MATERIALISE_MAX_K and 2 * T * sch.K**2 * 8 <= _MATERIALISE_MAX_BYTES
-    traj = None
-    if materialise:
+    if structured is None:
+        structured = sch.K > MATERIALISE_MAX_K or 2 * T * sch.K**2 * 8 > _MATERIALISE_MAX_BYTES
+    if structured:
+        gram_H: Any = StructuredGrams(h**2, sch)
+        gram_W: Any = StructuredGrams(w**2, sch)
+    else:
+        if 2 * T * sch.K**2 * 8 > _MATERIALISE_MAX_BYTES:
+            raise GramTooLargeError(
+                f"dense Grams for K = {sch.K} at {T} saved times need {2 * T * sch.K**2 * 8 / 2**30:.1f} GiB"
+                " (limit 2 GiB): use structured=True (or None) or fewer saved times"
+            )
         rel = sch.relation_matrix()
-        traj = Trajectory(
-            ts=ts[:T],
-            gram_H=sch.materialise(h**2, rel),
-            gram_W=sch.materialise(w**2, rel),
-            loss=loss,
-            status=status,
-            stats=dict(stats),
-            time_unit="gf",
-            method=f"reduced-{method}",
-            meta={
-                **rp.meta,
-                "reduced": True,
-                "scheme_labels": [list(S) if isinstance(S, tuple) else S for S in sch.labels],
-            },
-        )
+        gram_H, gram_W = sch.materialise(h**2, rel), sch.materialise(w**2, rel)
+    traj = Trajectory(
+        ts=ts[:T],
+        gram_H=gram_H,
+        gram_W=gram_W,
+        loss=loss,
+        status=status,
+        stats=dict(stats),
+        time_unit="gf",
+        method=f"reduced-{method}",
+        meta={
+            **rp.meta,
+            "reduced": True,
+            "scheme": sch.describe(),
+            "scheme_labels": [list(S) if isinstance(S, tuple) else S for S in sch.labels],
+        },
+    )
     return ReducedSolution(
         ts=ts[:T],
         w=w,
@@ -576,34 +707,38 @@ def reduced_solve(
         stats=stats,
         method=method,
         trajectory=traj,
+        h_raw=h_raw,
     )
 
 
-def reduced_flow(problem: UFM | ModifiedUFM | ReducedProblem, t1: float, **kwargs: Any) -> Trajectory:
-    """:func:`reduced_solve` returning the materialised :class:`~ufmtheory.Trajectory`.
+def reduced_flow(
+    problem: UFM | ModifiedUFM | ReducedProblem,
+    t1: float,
+    *,
+    structured: bool | None = None,
+    **kwargs: Any,
+) -> Trajectory:
+    """:func:`reduced_solve` returning its :class:`~ufmtheory.Trajectory`.
 
-    Raises:
-        ValueError: when K > 4096 or the Gram stack would not fit (use :func:`reduced_solve` and its
-            coefficient arrays instead).
+    Args:
+        problem, t1, kwargs: as in :func:`reduced_solve`.
+        structured: ``True``: Grams as :class:`~ufmtheory.trajectory.StructuredGrams` (coefficients on the
+            scheme's projectors; K×K matrices only on request); ``False``: dense arrays (raises
+            :class:`~ufmtheory.trajectory.GramTooLargeError` beyond 2 GiB); ``None`` (default): structured
+            when ``K > 4096`` or the dense stacks would exceed 2 GiB.
     """
-    sol = reduced_solve(problem, t1, **kwargs)
-    if sol.trajectory is None:
-        raise ValueError(
-            f"K = {sol.scheme.K} with {len(sol.ts)} saved times is too large to materialise K×K Grams; "
-            "use fewer saved times (saveat), or reduced_solve(...) and its coefficients (w, h, gram_H_coeffs,"
-            " ...) instead"
-        )
-    return sol.trajectory
+    return reduced_solve(problem, t1, structured=structured, **kwargs).trajectory  # type: ignore[return-value]
 
 
 def aligned_full_init(problem: UFM | ModifiedUFM, w0: Any, h0: Any) -> dict[str, np.ndarray]:
     """Full parameters whose flow is exactly the reduced flow from coefficients ``w0, h0``.
 
     ``W = (Σ w_S P_S) R`` and ``H = Rᵀ Σ h_S P_S`` with ``R = [I_K 0]: (K, d)``; for the modified UFM
-    ``E = Rᵀ (Σ h_S/κ_S P_S) X̃ᵀ`` (minimum norm, in the row space of X̃, so ``E X̃ = H``).
+    ``E = Rᵀ (Σ h_S/κ_S P_S) X̃ᵀ`` (minimum norm, in the row space of X̃, so ``E X̃ = Rᵀ Σ h_S P_S``; with
+    ``normalize`` these are the raw features, which :func:`reduced_solve` also takes as ``h0``).
 
     Args:
-        problem: UFM or ModifiedUFM (``normalize=None``) with ``dim >= K``.
+        problem: UFM or ModifiedUFM (any ``normalize``) with ``dim >= K``.
         w0, h0: dicts ``label -> value`` or ``(n_S,)`` arrays in ``scheme(problem.design).labels`` order.
 
     Returns:

@@ -17,6 +17,22 @@ identity ``P_S[0] = m_S/K`` (a projector's diagonal is its rank over K); sympy t
 (``p_0 → 1``, ``g_S ~ 1/t``). :func:`compile_reduced` lambdifies the logit entries and this stable
 right-hand side; the softmax itself is evaluated in numpy with a max shift (:func:`offdiag_softmax`).
 
+**Column normalisation** (``ModifiedUFM(normalize=r)``, ``H = r H_raw / ‖columns‖``): in the algebra every
+column of ``H_raw = Σ a_S P_S`` has the same norm ``n = sqrt(Σ_S m_S a_S² / K)``, so ``H = Σ h_S P_S`` with
+``h_S = r a_S / n`` and the state is ``(w, a)``. ``derive_reduced(..., normalize=True)`` derives its flow by
+the *gradient route*: the full flow restricted to the algebra is the preconditioned gradient flow of the
+reduced loss ``F(w, a) = CE(L(w, a)) + penalty`` (``CE = -log p_0``, ``L[r] = Σ_S w_S h_S(a) P_S[r]``),
+
+    dw_S/dt = -(1/m_S) ∂F/∂w_S,
+    ridge on H:  da_S/dt = -(κ_S/m_S) ∂F/∂a_S          (penalty λ_H/2 Σ m_S a_S²),
+    ridge on E:  da_S/dt = -(κ_S/m_S) ∂CE/∂a_S - λ_E a_S,
+
+(``⟨∇_W f, P_S R⟩ = m_S × coefficient``) and ``∂CE/∂θ = Σ_{r>0} n_r q_r (∂L[r]/∂θ - ∂L[0]/∂θ)`` (the
+chain rule through the softmax with ``n_0 p_0 - 1 = -Σ_{r>0} n_r q_r``: stable at convergence). sympy
+differentiates ``h_S(a)`` through the norm, which reproduces the projection
+``g_raw = (r/n)(g - ĥ ĥᵀg)`` of the full model (:func:`check_normalised_projection`); with
+``normalize=False`` the same route reproduces the equations above (:func:`check_gradient_route`).
+
 Example:
     >>> check_etf_mode()  # the ETF-mode ODE du/dt = 2u/(e^u + K - 1) is recovered exactly
     0
@@ -40,6 +56,8 @@ __all__ = [
     "compile_reduced",
     "offdiag_softmax",
     "check_etf_mode",
+    "check_gradient_route",
+    "check_normalised_projection",
 ]
 
 
@@ -59,6 +77,11 @@ class ReducedExprs:
         dw, dh: (n_S,) right-hand sides in terms of ``w, h, q, kappa, lam_W, lam_X``.
         penalty: ridge part of the loss, ``λ_W/2 Σ m_S w_S² + λ_X/2 Σ m_S h_S² (/κ_S for ridge E)``.
         ridge: ``"H"`` or ``"E"``.
+        normalize: whether ``H`` is column-normalised; then ``h`` are the raw coefficients ``a_S`` of
+            ``E X̃`` (the state), ``features`` the coefficients ``h_S = r a_S / n`` of ``H`` and ``radius``
+            the symbol ``r``; ``L``, ``p``, ``sigma`` are in terms of ``features``.
+        radius: the normalisation radius (``None`` without normalisation).
+        features: (n_S,) coefficients of ``H`` in terms of the state (``h`` itself without normalisation).
     """
 
     w: tuple[sp.Symbol, ...]
@@ -75,6 +98,9 @@ class ReducedExprs:
     dh: tuple[sp.Expr, ...]
     penalty: sp.Expr
     ridge: str
+    normalize: bool = False
+    radius: sp.Expr | None = None
+    features: tuple[sp.Expr, ...] = ()
 
 
 def _sym(value: Any) -> sp.Expr:
@@ -92,6 +118,9 @@ def derive_reduced(
     ridge: str = "H",
     lam_W: Any = None,
     lam_X: Any = None,
+    normalize: bool = False,
+    radius: Any = None,
+    route: str = "auto",
 ) -> ReducedExprs:
     """Derive the reduced right-hand side on a scheme with sympy.
 
@@ -102,6 +131,10 @@ def derive_reduced(
         kappa: (n_S,) kernel eigenvalues ``κ_S``; symbols ``kappa_i`` when ``None``.
         ridge: ``"H"`` (ridge on the features) or ``"E"`` (ridge on the embeddings).
         lam_W, lam_X: ridge strengths; symbols when ``None``.
+        normalize: column-normalised features ``H = r H_raw/‖·‖`` (state ``w, a``; see the module notes).
+        radius: the radius ``r`` (symbol ``r`` when ``None``; used only with ``normalize``).
+        route: ``"direct"`` (the closed-form equations, no normalisation only), ``"gradient"`` (the
+            preconditioned gradient of the reduced loss) or ``"auto"`` (direct unless ``normalize``).
 
     Returns:
         :class:`ReducedExprs`.
@@ -124,8 +157,14 @@ def derive_reduced(
     for S in range(n_S):
         if sp.simplify(P[S][0] - m[S] / K) != 0:
             raise ValueError(f"table[{S}][0] must equal ranks[{S}]/K (a projector's diagonal), got {P[S][0]}")
+    if route == "auto":
+        route = "gradient" if normalize else "direct"
+    if route not in ("direct", "gradient"):
+        raise ValueError(f"route must be 'auto', 'direct' or 'gradient', got {route!r}")
+    if normalize and route == "direct":
+        raise ValueError("normalize=True needs route='gradient' (or 'auto')")
     w = sp.symbols(f"w0:{n_S}", real=True)
-    h = sp.symbols(f"h0:{n_S}", real=True)
+    h = sp.symbols(f"a0:{n_S}" if normalize else f"h0:{n_S}", real=True)
     q = sp.symbols(f"q1:{n_r}", positive=True)
     kap = tuple(sp.symbols(f"kappa0:{n_S}", positive=True)) if kappa is None else tuple(map(_sym, kappa))
     if len(kap) != n_S:
@@ -133,7 +172,13 @@ def derive_reduced(
     lW = sp.Symbol("lam_W", nonnegative=True) if lam_W is None else _sym(lam_W)
     lX = sp.Symbol(f"lam_{ridge}", nonnegative=True) if lam_X is None else _sym(lam_X)
 
-    L = tuple(sp.Add(*(w[S] * h[S] * P[S][r] for S in range(n_S))) for r in range(n_r))
+    if normalize:
+        rad = sp.Symbol("r", positive=True) if radius is None else _sym(radius)
+        norm = sp.sqrt(sp.Add(*(m[S] * h[S] ** 2 for S in range(n_S))) / K)
+        feat = tuple(rad * h[S] / norm for S in range(n_S))
+    else:
+        rad, feat = None, tuple(h)
+    L = tuple(sp.Add(*(w[S] * feat[S] * P[S][r] for S in range(n_S))) for r in range(n_r))
     Z = sp.Add(*(n[r] * sp.exp(L[r]) for r in range(n_r)))
     p = tuple(sp.exp(L[r]) / Z for r in range(n_r))
 
@@ -146,14 +191,29 @@ def derive_reduced(
     sigma_q = sigma_of((p0, *q))
     # P_S[0] = m_S/K was checked above, so expanding cancels the leading 1 against K P_S[0]/m_S exactly.
     g = tuple(sp.collect(sp.expand((1 - sigma_q[S]) / K), q) for S in range(n_S))
-    dw = tuple(g[S] * h[S] - lW * w[S] for S in range(n_S))
     if ridge == "H":
-        dh = tuple(kap[S] * (g[S] * w[S] - lX * h[S]) for S in range(n_S))
         pen_h = sp.Add(*(m[S] * h[S] ** 2 for S in range(n_S)))
     else:
-        dh = tuple(kap[S] * g[S] * w[S] - lX * h[S] for S in range(n_S))
         pen_h = sp.Add(*(m[S] * h[S] ** 2 / kap[S] for S in range(n_S)))
     penalty = lW / 2 * sp.Add(*(m[S] * w[S] ** 2 for S in range(n_S))) + lX / 2 * pen_h
+    if route == "direct":
+        dw = tuple(g[S] * h[S] - lW * w[S] for S in range(n_S))
+        if ridge == "H":
+            dh = tuple(kap[S] * (g[S] * w[S] - lX * h[S]) for S in range(n_S))
+        else:
+            dh = tuple(kap[S] * g[S] * w[S] - lX * h[S] for S in range(n_S))
+    else:
+        # Gradient route: ∂CE/∂θ = Σ_{r>0} n_r q_r (∂L[r]/∂θ - ∂L[0]/∂θ) (softmax chain rule with the
+        # diagonal probability eliminated), then the flow preconditioned by 1/m_S (W) and κ_S/m_S (E X̃).
+        def dce(theta: sp.Symbol) -> sp.Expr:
+            d0 = sp.diff(L[0], theta)
+            return sp.Add(*(n[r] * q[r - 1] * (sp.diff(L[r], theta) - d0) for r in range(1, n_r)))
+
+        dw = tuple(-dce(w[S]) / m[S] - lW * w[S] for S in range(n_S))
+        if ridge == "H":
+            dh = tuple(-kap[S] / m[S] * dce(h[S]) - kap[S] * lX * h[S] for S in range(n_S))
+        else:
+            dh = tuple(-kap[S] / m[S] * dce(h[S]) - lX * h[S] for S in range(n_S))
     return ReducedExprs(
         w=tuple(w),
         h=tuple(h),
@@ -169,6 +229,9 @@ def derive_reduced(
         dh=dh,
         penalty=penalty,
         ridge=ridge,
+        normalize=bool(normalize),
+        radius=rad,
+        features=feat,
     )
 
 
@@ -177,12 +240,13 @@ class CompiledReduced:
     """numpy functions lambdified from :func:`derive_reduced` for one scheme and ridge placement.
 
     Attributes:
-        logits: ``logits(w, h) -> (n_r,)`` logit entries ``L[r]``.
-        rhs_q: ``rhs_q(w, h, q, kappa, lam_W, lam_X) -> (2 n_S,)`` ``[dw, dh]`` given the off-diagonal
+        logits: ``logits(w, h[, r]) -> (n_r,)`` logit entries ``L[r]`` (``r``: radius, normalised only).
+        rhs_q: ``rhs_q(w, h, q, kappa, lam_W, lam_X[, r]) -> (2 n_S,)`` ``[dw, dh]`` given the off-diagonal
             softmax entries ``q: (n_r - 1,)``.
         g_q: ``g_q(q) -> (n_S,)`` the ``g_S``.
         penalty: ``penalty(w, h, kappa, lam_W, lam_X) -> float`` ridge part of the loss.
         counts: (n_r,) float valencies (for the softmax).
+        normalized: column-normalised features; ``h`` is then the raw state ``a`` (coefficients of E X̃).
     """
 
     logits: Callable[..., Any]
@@ -190,15 +254,33 @@ class CompiledReduced:
     g_q: Callable[..., Any]
     penalty: Callable[..., Any]
     counts: np.ndarray
+    normalized: bool = False
 
-    def softmax(self, w: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, float]:
+    def _extra(self, radius: float | None) -> tuple[float, ...]:
+        if self.normalized:
+            if radius is None:
+                raise ValueError("a normalised reduced flow needs the radius")
+            return (float(radius),)
+        return ()
+
+    def softmax(self, w: np.ndarray, h: np.ndarray, radius: float | None = None) -> tuple[np.ndarray, float]:
         """Off-diagonal softmax entries ``q: (n_r - 1,)`` and cross-entropy ``-log p_0`` at ``(w, h)``."""
-        return offdiag_softmax(np.asarray(self.logits(w, h), dtype=np.float64), self.counts)
+        L = self.logits(w, h, *self._extra(radius))
+        return offdiag_softmax(np.asarray(L, dtype=np.float64), self.counts)
 
-    def rhs(self, w: np.ndarray, h: np.ndarray, kappa: np.ndarray, lam_W: float, lam_X: float) -> np.ndarray:
-        """``[dw_S/dt, dh_S/dt]: (2 n_S,)`` at coefficients ``w, h``."""
-        q, _ = self.softmax(w, h)
-        return np.asarray(self.rhs_q(w, h, q, kappa, lam_W, lam_X), dtype=np.float64)
+    def rhs(
+        self,
+        w: np.ndarray,
+        h: np.ndarray,
+        kappa: np.ndarray,
+        lam_W: float,
+        lam_X: float,
+        radius: float | None = None,
+    ) -> np.ndarray:
+        """``[dw_S/dt, dh_S/dt]: (2 n_S,)`` at coefficients ``w, h`` (``h``: raw ``a`` when normalised)."""
+        extra = self._extra(radius)
+        q, _ = offdiag_softmax(np.asarray(self.logits(w, h, *extra), dtype=np.float64), self.counts)
+        return np.asarray(self.rhs_q(w, h, q, kappa, lam_W, lam_X, *extra), dtype=np.float64)
 
 
 def offdiag_softmax(L: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, float]:
@@ -212,22 +294,36 @@ def offdiag_softmax(L: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, floa
 
 @functools.lru_cache(maxsize=64)
 def _compile(
-    counts: tuple[int, ...], table: tuple[tuple[Fraction, ...], ...], ranks: tuple[int, ...], ridge: str
+    counts: tuple[int, ...],
+    table: tuple[tuple[Fraction, ...], ...],
+    ranks: tuple[int, ...],
+    ridge: str,
+    normalize: bool = False,
 ) -> CompiledReduced:
-    ex = derive_reduced(counts, table, ranks, ridge=ridge)
-    args_wh = [list(ex.w), list(ex.h)]
+    ex = derive_reduced(counts, table, ranks, ridge=ridge, normalize=normalize)
+    extra = [ex.radius] if normalize else []
+    args_wh = [list(ex.w), list(ex.h), *extra]
     logits = sp.lambdify(args_wh, list(ex.L), modules="numpy", cse=True)
-    rhs_args = [list(ex.w), list(ex.h), list(ex.q), list(ex.kappa), ex.lam_W, ex.lam_X]
+    rhs_args = [list(ex.w), list(ex.h), list(ex.q), list(ex.kappa), ex.lam_W, ex.lam_X, *extra]
     rhs_q = sp.lambdify(rhs_args, [*ex.dw, *ex.dh], modules="numpy", cse=True)
     g_q = sp.lambdify([list(ex.q)], list(ex.g), modules="numpy", cse=True)
     pen = sp.lambdify([list(ex.w), list(ex.h), list(ex.kappa), ex.lam_W, ex.lam_X], ex.penalty, "numpy")
     return CompiledReduced(
-        logits=logits, rhs_q=rhs_q, g_q=g_q, penalty=pen, counts=np.array(counts, dtype=np.float64)
+        logits=logits,
+        rhs_q=rhs_q,
+        g_q=g_q,
+        penalty=pen,
+        counts=np.array(counts, dtype=np.float64),
+        normalized=bool(normalize),
     )
 
 
 def compile_reduced(
-    counts: Sequence[int], table: Sequence[Sequence[Any]], ranks: Sequence[int], ridge: str = "H"
+    counts: Sequence[int],
+    table: Sequence[Sequence[Any]],
+    ranks: Sequence[int],
+    ridge: str = "H",
+    normalize: bool = False,
 ) -> CompiledReduced:
     """Lambdified reduced dynamics for a concrete scheme, cached on the scheme's exact entries.
 
@@ -236,11 +332,14 @@ def compile_reduced(
         table: (n_S, n_r) exact projector entries (``Fraction`` or int; floats are converted exactly).
         ranks: (n_S,) integer ranks.
         ridge: ``"H"`` or ``"E"``.
+        normalize: column-normalised features (the radius becomes a trailing argument).
 
     Exact rationals let sympy cancel identically vanishing terms (``g_∅ = 0`` exactly).
     """
     key_table = tuple(tuple(Fraction(x) for x in row) for row in table)
-    return _compile(tuple(int(c) for c in counts), key_table, tuple(int(r) for r in ranks), ridge)
+    return _compile(
+        tuple(int(c) for c in counts), key_table, tuple(int(r) for r in ranks), ridge, bool(normalize)
+    )
 
 
 def check_etf_mode() -> sp.Expr:
@@ -263,3 +362,50 @@ def check_etf_mode() -> sp.Expr:
     dl_stable = (ex.h[1] * ex.dw[1] + ex.w[1] * ex.dh[1]).subs({ex.q[0]: ex.p[1]}).subs(sub)
     diff = sp.simplify(sp.simplify(dl_exact - target) ** 2 + sp.simplify(dl_stable - target) ** 2)
     return diff
+
+
+def check_gradient_route(
+    counts: Sequence[Any], table: Sequence[Sequence[Any]], ranks: Sequence[Any], ridge: str = "H"
+) -> list[sp.Expr]:
+    """Symbolic check that the gradient route reproduces the closed-form reduced equations without
+    normalisation: returns the simplified differences ``[dw_S, dh_S]`` (all 0 when they agree)."""
+    direct = derive_reduced(counts, table, ranks, ridge=ridge, route="direct")
+    grad = derive_reduced(counts, table, ranks, ridge=ridge, route="gradient")
+    return [
+        sp.simplify(sp.expand(a - b))
+        for a, b in zip((*direct.dw, *direct.dh), (*grad.dw, *grad.dh), strict=True)
+    ]
+
+
+def check_normalised_projection(
+    counts: Sequence[Any], table: Sequence[Sequence[Any]], ranks: Sequence[Any], ridge: str = "H"
+) -> list[sp.Expr]:
+    """Symbolic check of the normalised reduction against the projected full-model gradient.
+
+    The full model moves ``E X̃ = H_raw`` by ``-(g_raw + λ_H H_raw) K_x`` (ridge H) with
+    ``g_raw = (r/n)(∇_H f - ĥ diag(ĥᵀ ∇_H f))``, ``ĥ = H/r``. In the algebra ``∇_H f = -Σ w_S g_S P_S``
+    and ``ĥᵀ∇_H f`` has the common diagonal ``s = -Σ_S ĥ_S w_S g_S m_S/K``, so
+    ``da_S/dt = κ_S [(r/n)(w_S g_S + s ĥ_S) - λ_H a_S]`` (ridge E: ``- λ_E a_S`` outside the bracket)
+    and ``dw_S/dt = g_S h_S - λ_W w_S``. Returns the simplified differences from :func:`derive_reduced`'s
+    gradient route (all 0 when they agree).
+    """
+    ex = derive_reduced(counts, table, ranks, ridge=ridge, normalize=True)
+    n = [_sym(c) for c in counts]
+    m = [_sym(x) for x in ranks]
+    K = sp.Add(*n)
+    n_S = len(m)
+    r, a, w, g = ex.radius, ex.h, ex.w, ex.g
+    norm = sp.sqrt(sp.Add(*(m[S] * a[S] ** 2 for S in range(n_S))) / K)
+    hat = [a[S] / norm for S in range(n_S)]
+    s_diag = -sp.Add(*(hat[S] * w[S] * g[S] * m[S] / K for S in range(n_S)))
+    out = []
+    for S in range(n_S):
+        dw = g[S] * r * hat[S] - ex.lam_W * w[S]
+        tangential = (r / norm) * (w[S] * g[S] + s_diag * hat[S])
+        if ridge == "H":
+            da = ex.kappa[S] * (tangential - ex.lam_X * a[S])
+        else:
+            da = ex.kappa[S] * tangential - ex.lam_X * a[S]
+        out.append(sp.simplify(ex.dw[S] - dw))
+        out.append(sp.simplify(ex.dh[S] - da))
+    return out

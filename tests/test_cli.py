@@ -1,0 +1,133 @@
+"""The ``ufm`` command line: ``ufm demo`` (standard vs modified UFM) and ``ufm predict CONFIG``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import ufmtheory as ut
+from ufmtheory.cli import main
+from ufmtheory.phases import predict_phases
+
+PHASES = ("onset", "peak", "collapse", "etf_time")
+
+
+def test_demo_writes_the_figures_and_results(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--no-progress"]) == 0
+    files = {p.name for p in out.iterdir()}
+    expected = {
+        "gram_H.png",
+        "gram_W.png",
+        "curves.png",
+        "results.json",
+        "phases.png",
+        "gram_phases.png",
+        "trajectory_regularised.npz",
+        "trajectory_regularised.json",
+    }
+    assert expected <= files
+    for name in files:
+        if name.endswith(".png"):
+            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = json.loads((out / "results.json").read_text())
+    # The keys the standard-UFM demo always wrote are still there.
+    assert {"design", "regularised", "etf_mode", "files"} <= set(res)
+    assert res["regularised"]["status"] == "ok" and res["etf_mode"]["status"] == "ok"
+    assert res["regularised"]["max_abs_error_vs_zhu_gram_H"] < 1e-5
+    assert {"final_etf_distance_H", "etf_time", "peak_semantic_strength_H"} <= set(res["regularised"])
+    assert set(res["files"]) >= expected - {"results.json"}
+    # The modified UFM: predicted (reduced ODE) and detected (full flow, same init and grid) phases agree.
+    mod = res["modified"]
+    assert mod["problem"]["model"] == "ModifiedUFM" and mod["problem"]["ridge"] == "H"
+    assert mod["full_flow"]["status"] == "ok"
+    for which in ("H", "W"):
+        pred, det = mod["predicted"][which], mod["detected"][which]
+        assert pred["status"] == "ok" and pred["method"] == "reduced"
+        spacing = math.log(10) / pred["stats"]["points_per_decade"]
+        for name in PHASES:
+            p, d = pred[name], det[name]
+            assert (p == d == 0) or abs(math.log(p) - math.log(d)) <= spacing
+        assert pred["peak"] < pred["collapse"] < pred["etf_time"]
+        assert pred["estimates"]["t_sem"] > 0 and pred["estimates"]["t_col"] > pred["estimates"]["t_sem"]
+    cos = mod["plateau_cosines_H"]
+    assert cos["measured_at_peak"]["share_one"] == pytest.approx(0.25, abs=2e-3)
+    assert cos["measured_at_peak"]["share_none"] == pytest.approx(-0.5, abs=2e-3)
+    # The standard UFM beside it: no semantic plateau (a peak far below the modified one's).
+    std = res["standard_phases"]
+    assert std["detected"]["H"]["peak_strength"] < 0.2 * mod["detected"]["H"]["peak_strength"]
+    assert std["predicted"]["H"]["onset"] is None  # aligned init: isotropic throughout
+
+
+def _write(tmp_path: Path, cfg: object, name: str = "cfg.json") -> Path:
+    path = tmp_path / name
+    path.write_text(cfg if isinstance(cfg, str) else json.dumps(cfg))
+    return path
+
+
+def test_predict_prints_the_phase_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = {
+        "design": {"kind": "factorial", "sizes": [3, 3]},
+        "model": {"alpha": 1.0, "beta": 1.0, "ridge": "H", "lam_W": 1e-3, "lam_H": 1e-3},
+        "init_scale": 1e-3,
+    }
+    out_json = tmp_path / "phases.json"
+    assert main(["predict", str(_write(tmp_path, cfg)), "--out", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    design = ut.designs.factorial((3, 3))
+    prob = ut.ModifiedUFM(design, dim=9, alpha=1.0, beta=1.0, ridge="H", lam_W=1e-3, lam_H=1e-3)
+    ref = {w: predict_phases(prob, which=w) for w in ("H", "W")}
+    for name in ("onset", "peak", "collapse", "etf_time"):
+        line = next(ln for ln in text.splitlines() if ln.strip().startswith(name))
+        cells = line.split()
+        assert cells[1] == f"{getattr(ref['H'], name):.4g}" and cells[2] == f"{getattr(ref['W'], name):.4g}"
+    assert f"{ref['H'].estimates['t_col']:.4g}" in text
+    saved = json.loads(out_json.read_text())
+    assert saved["phases"]["W"]["collapse"] == pytest.approx(ref["W"].collapse, rel=1e-12)
+    assert saved["config"]["which"] == "both" and saved["phases"]["H"]["method"] == "reduced"
+
+    hier = {
+        "design": {"kind": "hierarchical", "depth": 2, "branching": 3},
+        "model": {"lam_W": 1e-3, "lam_H": 1e-3},
+    }
+    assert main(["predict", str(_write(tmp_path, hier, "hier.json"))]) == 0
+    assert "hierarchical depth 2 branching 3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ([1, 2], "JSON object"),
+        ({"model": {}}, "'design'"),
+        ({"design": {"kind": "cube"}, "model": {}}, "design.kind"),
+        ({"design": {"kind": "factorial", "sizes": [3, 1]}, "model": {}}, "design.sizes[1]"),
+        ({"design": {"kind": "hierarchical", "depth": 0, "branching": 2}, "model": {}}, "design.depth"),
+        ({"design": {"kind": "factorial", "sizes": [3, 3]}, "model": {"lam_E": 1e-3}}, "lam_E"),
+        ({"design": {"kind": "factorial", "sizes": [3, 3]}, "model": {"gamma": 1}}, "gamma"),
+        ({"design": {"kind": "factorial", "sizes": [3, 3]}, "model": {"alpha": -1}}, "model.alpha"),
+        ({"design": {"kind": "factorial", "sizes": [3, 3]}, "model": {"ridge": "W"}}, "model.ridge"),
+        ({"design": {"kind": "factorial", "sizes": [3, 3]}, "model": {}, "t1": 0}, "t1"),
+        ({"design": {"kind": "factorial", "sizes": [3, 3]}, "model": {}, "which": "X"}, "which"),
+        ({"design": {"kind": "factorial", "sizes": [3, 3]}, "model": {}, "extra": 1}, "extra"),
+        ({"design": {"kind": "factorial", "sizes": [100, 100]}, "model": {}, "method": "full"}, "reduced"),
+    ],
+)
+def test_predict_bad_config_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cfg: object, message: str
+) -> None:
+    assert main(["predict", str(_write(tmp_path, cfg))]) == 2
+    captured = capsys.readouterr()
+    assert "error" in captured.err and message in captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_predict_missing_file_and_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", str(tmp_path / "missing.json")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["predict"]) == 2
+    assert main(["predict", "--schema"]) == 0
+    assert '"design"' in capsys.readouterr().out
