@@ -211,7 +211,12 @@ class StructuredGrams:
 
     def materialise(self, index: Any = None) -> np.ndarray:
         """The dense ``(K, K)`` Gram at ``index`` (an int), or the ``(T, K, K)`` stack (``None``)."""
-        c = self._c if index is None else self._c[index]
+        return self.materialise_coefficients(self._c if index is None else self._c[index])
+
+    def materialise_coefficients(self, c: Any) -> np.ndarray:
+        """``Σ_S c_S P_S`` for other coefficients ``c: (n_S,)`` or ``(n, n_S)`` on this scheme (e.g.
+        interpolated ones), with the same size limit and the cached relation index."""
+        c = np.asarray(c, dtype=np.float64)
         self._check_size(1 if c.ndim == 1 else c.shape[0])
         entries = c @ np.asarray(self._scheme.table)
         return entries[..., self._relations()]
@@ -366,7 +371,7 @@ class Trajectory:
         for G in (self.gram_H, self.gram_W):
             if _is_structured(G):
                 c = G.coefficients[lo] if w == 0.0 else (1 - w) * G.coefficients[lo] + w * G.coefficients[hi]
-                out.append(StructuredGrams(c[None], G.scheme, max_bytes=G._max_bytes)[0])
+                out.append(G.materialise_coefficients(c))
             else:
                 out.append(G[lo] if w == 0.0 else (1 - w) * G[lo] + w * G[hi])
         return out[0], out[1]
