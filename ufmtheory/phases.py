@@ -347,6 +347,10 @@ def _saddle(rp: ReducedProblem, problem: Any, init_scale: float) -> dict[str, An
     attr, free = _mode_masks(rp.scheme)
     if rp.lam_W <= 0 or rp.lam_X <= 0 or not attr.any() or not free.any():
         return None
+    if getattr(rp, "normalize", None) is not None:
+        # The escape-rate block [[-λ_W, g*], [κ g*, -κ λ]] is derived for un-normalised features; the
+        # normalised variant has no such closed form, so no t_col estimate is reported for it.
+        return None
     from . import equilibria
 
     fn = getattr(equilibria, "semantic_saddle", None)
