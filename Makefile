@@ -30,6 +30,8 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_flow.py
+	$(BIN)/python benchmarks/bench_reduced.py
+	$(BIN)/python benchmarks/bench_baseline.py
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d build/site
