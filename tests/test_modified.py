@@ -118,3 +118,22 @@ def test_bad_input_names_the_argument(kwargs, match):
     args = {"dim": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
         ut.ModifiedUFM(ut.designs.factorial((2, 2)), **args)
+
+
+@pytest.mark.parametrize("normalize", [None, 2.0])
+def test_aligned_init_gives_the_ufm_aligned_features(normalize):
+    """init.aligned on a ModifiedUFM: E X̃ reproduces the UFM's aligned H (built here from C_K), so
+    HᵀH = u0 C_K (up to the normalisation radius)."""
+    design = ut.designs.factorial((3, 2))
+    K, u0 = design.m, 0.3
+    prob = ut.ModifiedUFM(design, dim=K + 1, alpha=0.8, beta=0.6, normalize=normalize)
+    params = ut.init.aligned(prob, u0)
+    C = np.eye(K) - 1.0 / K
+    gram_H, gram_W = prob.grams(params)
+    expected = u0 * C if normalize is None else normalize**2 * C / C[0, 0]
+    np.testing.assert_allclose(gram_H, expected, atol=1e-12)
+    np.testing.assert_allclose(gram_W, u0 * C, atol=1e-12)
+    X_tilde = np.vstack([0.8 * design.X, 0.6 * np.eye(K)])
+    np.testing.assert_allclose(
+        params["E"] @ X_tilde, ut.init.aligned(ut.UFM(design, dim=K + 1), u0)["H"], atol=1e-12
+    )

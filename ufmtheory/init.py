@@ -68,6 +68,10 @@ def aligned(problem: Any, scale: float = 1e-3) -> dict[str, np.ndarray]:
     with K classes and one context per class this is ``L = W H = scale · C_K`` and
     ``W Wᵀ = HᵀH = scale · C_K``: the exact ETF mode of THEORY.md section 3, ``u(0) = scale``.
 
+    For a :class:`ufmtheory.ModifiedUFM` (blocks ``W`` and ``E``) the embeddings are the minimum-norm
+    ``E = H K_x^{-1} X̃ᵀ``, so that ``E X̃ = H``: features, logits and Grams start exactly as for the UFM
+    (with ``normalize=r`` every column of this H has the same norm, so the normalised features stay aligned).
+
     Raises:
         ValueError: if ``problem.dim`` is smaller than the rank of the centred labels.
 
@@ -80,8 +84,9 @@ def aligned(problem: Any, scale: float = 1e-3) -> dict[str, np.ndarray]:
         True
     """
     scale = _check_scale(scale)
-    if set(problem.param_shapes) != {"W", "H"}:
-        raise TypeError(f"aligned() needs a problem with blocks W and H, got {list(problem.param_shapes)}")
+    blocks = set(problem.param_shapes)
+    if blocks not in ({"W", "H"}, {"W", "E"}):
+        raise TypeError(f"aligned() needs blocks (W, H) or (W, E), got {list(problem.param_shapes)}")
     design = problem.design
     U, S, Vt = np.linalg.svd(centred_labels(design), full_matrices=False)
     rank = int(np.sum(S > S[0] * 1e-10)) if S.size and S[0] > 0 else 0
@@ -96,4 +101,11 @@ def aligned(problem: Any, scale: float = 1e-3) -> dict[str, np.ndarray]:
     H = np.zeros((problem.dim, design.m))
     W[:, :rank] = U[:, :rank] * root
     H[:rank, :] = root[:, None] * Vt[:rank]
-    return {"W": W, "H": H}
+    if blocks == {"W", "H"}:
+        return {"W": W, "H": H}
+    X_tilde = problem.X_tilde  # (p + m, m); K_x = X̃ᵀX̃ is positive definite when beta > 0
+    try:
+        E = np.linalg.solve(X_tilde.T @ X_tilde, X_tilde.T).T  # (p + m, m) -> E = H @ this.T
+    except np.linalg.LinAlgError as exc:
+        raise ValueError("aligned() needs an invertible attribute kernel K_x (beta > 0)") from exc
+    return {"W": W, "E": H @ E.T}
