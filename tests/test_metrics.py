@@ -446,7 +446,7 @@ def test_trajectory_metrics_chunked(monkeypatch):
     grams = np.einsum("tdi,tdj->tij", Hs, Hs)
     traj = _stack_trajectory(grams, grams)
     whole = M.trajectory_metrics(traj, design)
-    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 2 * 36)  # 2 Grams per chunk, last chunk partial
+    monkeypatch.setattr(M.curves, "_CHUNK_ELEMENTS", 2 * 36)  # 2 Grams per chunk, last chunk partial
     chunked = M.trajectory_metrics(traj, design)
     _nan_close(whole, chunked, rtol=0, atol=0)
     for t in range(7):  # each row equals the single-Gram metrics

@@ -5,6 +5,7 @@ with Gram snapshots returned as a :class:`~ufmtheory.trajectory.Trajectory` (``t
 * :mod:`.model`: :class:`GPTConfig`, :class:`GPT` (pre-LayerNorm, causal, learned positions).
 * :mod:`.train`: :class:`TrainConfig`, :func:`train` (AdamW/SGD, log-spaced snapshots, atomic
   checkpoints, bit-identical resume on CPU).
+* :mod:`.checkpoint`: :func:`latest_checkpoint`, :func:`load_checkpoint`, :func:`model_from_checkpoint`.
 
 This is the only package that imports torch; ``import ufmtheory`` does not load it.
 
@@ -12,17 +13,10 @@ Note: the function :func:`train` shadows the submodule of the same name as an at
 reach the module with ``importlib.import_module("ufmtheory.baseline.train")`` if needed.
 """
 
+from .checkpoint import latest_checkpoint, load_checkpoint, model_from_checkpoint
 from .data import IGNORE_INDEX, SequenceData, build_sequences, exact_counts
 from .model import GPT, GPTConfig, resolve_device
-from .train import (
-    TrainConfig,
-    compute_grams,
-    latest_checkpoint,
-    load_checkpoint,
-    model_from_checkpoint,
-    snapshot_steps,
-    train,
-)
+from .train import TrainConfig, compute_grams, snapshot_steps, train
 
 __all__ = [
     "GPT",

@@ -38,11 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import io
 import math
-import random
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,7 +50,18 @@ import torch
 import torch.nn.functional as F
 
 from ..designs import Design
-from ..trajectory import Trajectory, atomic_write_bytes
+from ..trajectory import Trajectory
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    _design_fingerprint,
+    _identity,
+    _rng_state,
+    _set_rng_state,
+    _write_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    model_from_checkpoint,
+)
 from .data import SequenceData, build_sequences
 from .model import GPT, GPTConfig, resolve_device
 
@@ -68,10 +75,6 @@ __all__ = [
     "model_from_checkpoint",
 ]
 
-CHECKPOINT_FORMAT = "ufmtheory.baseline.checkpoint/1"
-_CKPT_RE = re.compile(r"^ckpt_(\d{9})\.pt$")
-# Fields that may differ between an interrupted run and its resumption.
-_RUN_CONTROL = ("progress", "resume", "checkpoint_every", "checkpoint_dir", "keep_checkpoints", "stop_at")
 _MODEL_FIELDS = ("n_layers", "width", "n_heads", "tied", "dropout")
 
 
@@ -272,89 +275,6 @@ def compute_grams(model: GPT, data: SequenceData) -> tuple[np.ndarray, np.ndarra
         return (H @ H.T).numpy(), (W @ W.T).numpy(), loss
     finally:
         model.train(was_training)
-
-
-# -- checkpoints ----------------------------------------------------------------------------------------
-def latest_checkpoint(directory: str | Path) -> Path | None:
-    """The checkpoint with the highest step in ``directory`` (``None`` if there is none)."""
-    d = Path(directory)
-    if not d.is_dir():
-        return None
-    found = sorted(p for p in d.iterdir() if _CKPT_RE.match(p.name))
-    return found[-1] if found else None
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`train` (``torch.load(weights_only=True)``, on the CPU)."""
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a ufmtheory baseline checkpoint")
-    return ckpt
-
-
-def model_from_checkpoint(path_or_ckpt: str | Path | dict[str, Any]) -> GPT:
-    """Rebuild the model stored in a checkpoint (on the CPU, in eval mode)."""
-    ckpt = path_or_ckpt if isinstance(path_or_ckpt, dict) else load_checkpoint(path_or_ckpt)
-    model = GPT(GPTConfig(**ckpt["gpt_config"]))
-    model.load_state_dict(ckpt["model"])
-    return model.eval()
-
-
-def _design_fingerprint(design: Design) -> str:
-    h = hashlib.sha256()
-    for arr in (design.Y, design.X, design.pi):
-        a = np.ascontiguousarray(arr, dtype=np.float64)
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _identity(config: TrainConfig) -> dict[str, Any]:
-    d = dataclasses.asdict(config)
-    for k in _RUN_CONTROL:
-        d.pop(k)
-    return d
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (the legacy global state is what we save)
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "name": name,
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "python": random.getstate(),
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(  # noqa: NPY002
-        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
-    )
-    random.setstate(state["python"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _write_checkpoint(directory: Path, payload: dict[str, Any], keep: int) -> Path:
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    path = directory / f"ckpt_{payload['step']:09d}.pt"
-    atomic_write_bytes(path, buf.getvalue())
-    if keep > 0:
-        old = sorted(p for p in directory.iterdir() if _CKPT_RE.match(p.name))[:-keep]
-        for p in old:
-            p.unlink(missing_ok=True)
-    return path
 
 
 # -- training -------------------------------------------------------------------------------------------
