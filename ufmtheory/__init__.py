@@ -10,7 +10,7 @@ Example:
     True
 """
 
-from . import convex, designs, equilibria, init, linear, metrics, phases, plotting, reduced
+from . import convex, designs, equilibria, init, linear, metrics, phases, plotting, reduced, svm
 from .designs import Design
 from .equilibria import Equilibrium, end_state, etf_gram, etf_mode_time, etf_mode_u, semantic_saddle, zhu
 from .flow import gradient_descent, gradient_flow
@@ -46,6 +46,7 @@ __all__ = [
     "detect_phases",
     "predict_phases",
     "reduced",
+    "svm",
     "reduced_flow",
     "reduced_solve",
     "ReducedProblem",

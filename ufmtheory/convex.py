@@ -44,6 +44,18 @@ import numpy as np
 from scipy.optimize import linprog, minimize, root
 
 from .reduced import AssociationScheme
+from .svm import (
+    ConvexResult,
+    ProxyGap,
+    centred_support_proxy,
+    choose_solver,
+    in_support_logits,
+    nn_svm,
+    proxy_gap,
+    sel_matrix,
+    support_matrix,
+    uf_svm,
+)
 
 __all__ = [
     "LPResult",
@@ -55,6 +67,17 @@ __all__ = [
     "margins",
     "interaction_mask",
     "reduced_ce",
+    # nuclear-norm / max-margin programmes for imbalanced and soft-label designs (ufmtheory.svm)
+    "ConvexResult",
+    "ProxyGap",
+    "nn_svm",
+    "uf_svm",
+    "in_support_logits",
+    "centred_support_proxy",
+    "sel_matrix",
+    "proxy_gap",
+    "support_matrix",
+    "choose_solver",
 ]
 
 _LINPROG_STATUS = {

@@ -9,6 +9,14 @@
   semantic saddle of the modified UFM on the exact symmetric reduction (THEORY.md section 4).
 """
 
+from ..svm import (
+    ProxyGap,
+    RegularizationPath,
+    centred_support_proxy,
+    proxy_gap,
+    regularization_path,
+    sel_matrix,
+)
 from .closed_form import Equilibrium, centering, etf_gram, etf_mode_time, etf_mode_u, zhu
 from .saddle import semantic_saddle
 from .structured import end_state, reduced_jacobian, reduced_rhs
@@ -24,4 +32,10 @@ __all__ = [
     "semantic_saddle",
     "reduced_rhs",
     "reduced_jacobian",
+    "centred_support_proxy",
+    "sel_matrix",
+    "proxy_gap",
+    "ProxyGap",
+    "regularization_path",
+    "RegularizationPath",
 ]
