@@ -17,7 +17,7 @@ PHASES = ("onset", "peak", "collapse", "etf_time")
 
 def test_demo_writes_the_figures_and_results(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--no-progress"]) == 0
+    assert main(["demo", "--out", str(out), "--no-progress", "--no-transformer"]) == 0
     files = {p.name for p in out.iterdir()}
     expected = {
         "gram_H.png",
@@ -130,4 +130,119 @@ def test_predict_missing_file_and_schema(tmp_path: Path, capsys: pytest.CaptureF
     assert "not found" in capsys.readouterr().err
     assert main(["predict"]) == 2
     assert main(["predict", "--schema"]) == 0
+    assert '"design"' in capsys.readouterr().out
+
+
+def test_demo_with_a_short_transformer_run(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--no-progress", "--transformer-steps", "40"]) == 0
+    files = {p.name for p in out.iterdir()}
+    new = {
+        "report.html",
+        "strength_overlay.png",
+        "gram_modified_H.png",
+        "gram_modified_W.png",
+        "gram_transformer_H.png",
+        "gram_transformer_W.png",
+        "trajectory_transformer.npz",
+        "trajectory_transformer.json",
+    }
+    assert new | {"gram_H.png", "phases.png", "results.json"} <= files
+    res = json.loads((out / "results.json").read_text())
+    assert {
+        "design",
+        "regularised",
+        "etf_mode",
+        "modified",
+        "standard_phases",
+        "transformer",
+        "comparison",
+    } <= set(res)
+    assert set(res["files"]) >= new
+    tr = res["transformer"]
+    assert tr["config"]["steps"] == 40 and tr["status"] == "ok"
+    assert set(tr["phases"]) == {"H", "W"} and tr["phases"]["W"]["time_unit"] == "step"
+    cm = res["comparison"]["modified"]
+    assert cm["time_map"]["b"] > 0 and cm["best_variant"] in {v["name"] for v in cm["variants"]}
+    assert set(cm["errors"]["H"]) == {"semantic_strength", "etf_distance", "shared_gap"}
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 10
+    assert "http://" not in page and "https://" not in page and "<table>" in page
+    traj = ut.Trajectory.load(out / "trajectory_transformer")
+    assert traj.time_unit == "step" and traj.ts[-1] == 40
+
+
+def test_train_and_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = {
+        "design": {"kind": "factorial", "sizes": [2, 2]},
+        "steps": 30,
+        "width": 16,
+        "n_heads": 2,
+        "n_snapshots": 12,
+    }
+    model = tmp_path / "gpt"
+    assert main(["train", str(_write(tmp_path, cfg)), "--out", str(model)]) == 0
+    text = capsys.readouterr().out
+    assert "phases (optimiser steps" in text and "collapse" in text
+    traj = ut.Trajectory.load(model)
+    assert traj.time_unit == "step" and traj.ts[-1] == 30
+    design = ut.designs.factorial((2, 2))
+    prob = ut.ModifiedUFM(design, dim=4, lam_W=1e-3, lam_H=1e-3)
+    theory = tmp_path / "theory"
+    predict_phases(prob, t1=1e4).trajectory.save(theory)
+    out_json = tmp_path / "cmp.json"
+    args = [
+        "compare",
+        str(theory),
+        str(model),
+        "--design",
+        str(tmp_path / "cfg.json"),
+        "--out",
+        str(out_json),
+    ]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "time map: log t =" in text and "semantic_strength" in text
+    saved = json.loads(out_json.read_text())
+    assert saved["time_map"]["b"] > 0 and set(saved["errors"]) == {"H", "W"}
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ({"steps": 10}, "'design'"),
+        ({"design": {"kind": "cube"}}, "design.kind"),
+        ({"design": {"kind": "factorial", "sizes": [2, 2]}, "stepz": 10}, "stepz"),
+        ({"design": {"kind": "factorial", "sizes": [2, 2]}, "steps": 0}, "steps"),
+        ({"design": {"kind": "factorial", "sizes": [2, 2]}, "lr": -1}, "lr"),
+        ({"design": {"kind": "factorial", "sizes": [2, 2]}, "optimizer": "lion"}, "optimizer"),
+    ],
+)
+def test_train_bad_config_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cfg: object, message: str
+) -> None:
+    assert main(["train", str(_write(tmp_path, cfg))]) == 2
+    captured = capsys.readouterr()
+    assert "error" in captured.err and message in captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_compare_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    design_cfg = _write(tmp_path, {"design": {"kind": "factorial", "sizes": [2, 2]}})
+    missing = tmp_path / "missing"
+    assert main(["compare", str(missing), str(missing), "--design", str(design_cfg)]) == 2
+    assert "THEORY" in capsys.readouterr().err
+    prob = ut.ModifiedUFM(ut.designs.factorial((3, 3)), dim=9, lam_W=1e-3, lam_H=1e-3)
+    theory = tmp_path / "theory"
+    predict_phases(prob, t1=1e3).trajectory.save(theory)
+    # The design does not match the saved Grams (2x2 vs 3x3).
+    assert main(["compare", str(theory), str(theory), "--design", str(design_cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and "Traceback" not in err
+    bad = _write(tmp_path, {"model": {}}, "bad.json")
+    assert main(["compare", str(theory), str(theory), "--design", str(bad)]) == 2
+    assert "'design'" in capsys.readouterr().err
+    assert main(["train"]) == 2
+    assert main(["train", "--schema"]) == 0
     assert '"design"' in capsys.readouterr().out

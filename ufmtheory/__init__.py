@@ -11,6 +11,7 @@ Example:
 """
 
 from . import convex, designs, equilibria, init, linear, metrics, phases, plotting, reduced, svm
+from .compare import Comparison, compare, variant_grid  # the function shadows the module name on purpose
 from .designs import Design
 from .equilibria import Equilibrium, end_state, etf_gram, etf_mode_time, etf_mode_u, semantic_saddle, zhu
 from .flow import gradient_descent, gradient_flow
@@ -28,6 +29,9 @@ __all__ = [
     "UFM",
     "ModifiedUFM",
     "convex",
+    "compare",
+    "Comparison",
+    "variant_grid",
     "designs",
     "end_state",
     "semantic_saddle",

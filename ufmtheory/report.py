@@ -1,0 +1,191 @@
+"""A self-contained HTML report of a ``ufm demo`` run.
+
+:func:`html_report` turns the demo's results dictionary and its PNG figures into one HTML page: figures are
+embedded as base64 ``data:`` URIs, styles are inline, and there are no external URLs, so the page reads
+offline and can be mailed as a single file. :func:`write_report` writes it atomically (temporary file +
+rename).
+
+Example:
+    >>> page = html_report({"design": {"kind": "factorial"}}, figures=[], title="demo")
+    >>> page.startswith("<!DOCTYPE html>") and "http" not in page
+    True
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .trajectory import atomic_write_bytes
+
+__all__ = ["html_report", "write_report", "data_uri"]
+
+PHASES = ("onset", "peak", "collapse", "etf_time")
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 0.6em 0 1.4em; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { background: #f2f2f2; }
+figure { margin: 1em 0 2em; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; }
+code { background: #f5f5f5; padding: 0 0.2em; }
+"""
+
+
+def data_uri(png: bytes) -> str:
+    """A ``data:image/png;base64,...`` URI of PNG bytes."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        value = float(value)
+        return f"{value:.4g}" if math.isfinite(value) else "–"
+    return html.escape(str(value))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _phase_rows(results: dict[str, Any]) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    sources = [
+        ("standard UFM, detected", "gf", results.get("standard_phases", {}).get("detected")),
+        ("modified UFM, predicted", "gf", results.get("modified", {}).get("predicted")),
+        ("modified UFM, detected", "gf", results.get("modified", {}).get("detected")),
+        ("transformer, measured", "step", results.get("transformer", {}).get("phases")),
+    ]
+    for name, unit, by_which in sources:
+        if not by_which:
+            continue
+        for w in ("H", "W"):
+            ph = by_which.get(w)
+            if ph:
+                rows.append([f"{name} {w}", unit, *[ph.get(k) for k in PHASES], ph.get("peak_strength")])
+    cmp = results.get("comparison", {}).get("modified")
+    if cmp:
+        for w, times in cmp.get("predicted_steps", {}).items():
+            rows.append(
+                [f"modified UFM → steps (time map) {w}", "step", *[times.get(k) for k in PHASES], None]
+            )
+    return rows
+
+
+def _comparison_html(results: dict[str, Any]) -> str:
+    comp = results.get("comparison")
+    if not comp:
+        return "<p>No transformer run (<code>--no-transformer</code>).</p>"
+    parts = []
+    rows = []
+    for label, key in (("modified UFM (α=β=1, ridge H)", "modified"), ("standard UFM", "standard")):
+        c = comp.get(key)
+        if not c:
+            continue
+        err = c["errors"]
+        rows.append(
+            [
+                label,
+                c["time_map"]["a"],
+                c["time_map"]["b"],
+                *[
+                    err.get(w, {}).get(m)
+                    for w in ("H", "W")
+                    for m in ("semantic_strength", "etf_distance", "shared_gap")
+                ],
+                c["total_error"],
+            ]
+        )
+    header = (
+        ["theory", "a", "b"]
+        + [f"{w} {m}" for w in ("H", "W") for m in ("strength", "ETF dist.", "shared gap")]
+        + ["total"]
+    )
+    parts.append(
+        "<p>Time map <code>log t = a + b log step</code>, fitted on the semantic-strength curves; "
+        "errors are RMS over the transformer's snapshots after the map.</p>"
+    )
+    parts.append(_table(header, rows))
+    variants = comp.get("modified", {}).get("variants") or []
+    if variants:
+        best = comp["modified"].get("best_variant")
+        vrows = [
+            [("★ " if v["name"] == best else "") + v["name"], v["a"], v["b"], v["total_error"]]
+            for v in variants
+        ]
+        parts.append("<h3>Variants (each with its own time map)</h3>")
+        parts.append(_table(["variant", "a", "b", "total error"], vrows))
+    return "\n".join(parts)
+
+
+def html_report(
+    results: dict[str, Any],
+    figures: Sequence[tuple[str, bytes]] | Sequence[tuple[str, Path]],
+    *,
+    title: str = "ufm demo",
+) -> str:
+    """The report page.
+
+    Args:
+        results: the demo's results dictionary (missing sections are skipped).
+        figures: ``(caption, PNG bytes or path)`` pairs, embedded in order.
+        title: the page title.
+    """
+    design = results.get("design", {})
+    fig_html = []
+    for caption, png in figures:
+        data = Path(png).read_bytes() if isinstance(png, (str, Path)) else bytes(png)
+        cap = html.escape(caption)
+        fig_html.append(
+            f'<figure><img alt="{cap}" src="{data_uri(data)}"><figcaption>{cap}</figcaption></figure>'
+        )
+    tr = results.get("transformer")
+    tr_html = ""
+    if tr:
+        cfg = tr.get("config", {})
+        tr_html = (
+            f"<p>Transformer: {cfg.get('n_layers')} layers, width {cfg.get('width')}, {cfg.get('optimizer')} "
+            f"lr {cfg.get('lr')}, {cfg.get('steps')} steps, wall time {_fmt(tr.get('wall_time'))} s, "
+            f"final loss {_fmt(tr.get('final_loss'))}.</p>"
+        )
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>Design: <code>{html.escape(str(design))}</code></p>",
+        tr_html,
+        "<h2>Phase times</h2>",
+        "<p>Onset: semantic strength first reaches half its peak; collapse: first falls below half the peak "
+        "after it; ETF time: ETF distance stays below the tolerance.</p>",
+        _table(["run", "unit", *PHASES, "peak strength"], _phase_rows(results)),
+        "<h2>Theory vs transformer</h2>",
+        _comparison_html(results),
+        "<h2>Figures</h2>",
+        *fig_html,
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+def write_report(
+    path: str | Path, results: dict[str, Any], figures: Sequence[tuple[str, Any]], **kw: Any
+) -> Path:
+    """Write :func:`html_report` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    atomic_write_bytes(path, html_report(results, figures, **kw).encode("utf-8"))
+    return path
