@@ -22,7 +22,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -70,16 +69,9 @@ def run_one(n: int, solver: str) -> dict:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ufmtheory.trajectory import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def main() -> None:
