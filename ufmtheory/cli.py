@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from ._format import format_number as _fmt
+
 __all__ = [
     "main",
     "run_demo",
@@ -463,14 +465,6 @@ def _print_summary(results: dict[str, Any], out: Path) -> None:
             print(f"  best-matching variant: {best} (total curve error {_fmt(err)})")
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    value = float(value)
-    return f"{value:.4g}" if np.isfinite(value) else "-"
-
-
-# -- ufm predict -----------------------------------------------------------------------------------------
 _TOP_KEYS = {
     "design",
     "model",

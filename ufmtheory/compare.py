@@ -46,6 +46,9 @@ from typing import Any
 
 import numpy as np
 
+from ._format import finite_or_none as _num
+from ._format import format_number as _fmt
+from ._format import to_jsonable
 from .models import UFM
 from .phases import PHASE_NAMES, Phases, detect_phases, predict_phases
 from .trajectory import Trajectory
@@ -161,7 +164,10 @@ class Comparison:
                 w: {k: _num(v) for k, v in p.times.items()} for w, p in self.theory_phases.items()
             },
             "peak_strength": {
-                w: {"theory": _num(self.theory_phases[w].peak_strength), "model": _num(p.peak_strength)}
+                w: {
+                    "theory": _num(self.theory_phases[w].peak_strength),
+                    "model": _num(p.peak_strength),
+                }
                 for w, p in self.model_phases.items()
             },
             "variants": [v.as_dict() for v in self.variants],
@@ -198,20 +204,6 @@ class Comparison:
         return self.table()
 
 
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _fmt(value: Any) -> str:
-    if value is None or not math.isfinite(float(value)):
-        return "-"
-    return f"{float(value):.4g}"
-
-
-# -- inputs ------------------------------------------------------------------------------------------------
 def _check_which(which: Any) -> tuple[str, ...]:
     if isinstance(which, str):
         which = (which,)
@@ -466,7 +458,7 @@ def compare(
                 _curves(vt, design, which_t, f"variants[{name!r}]"), mo, (b_lo, b_hi)
             )
             desc = item.describe() if isinstance(item, UFM) else dict(vt.meta)
-            fits.append(VariantFit(name, va, vb, _total(verr), verr, _jsonable_dict(desc)))
+            fits.append(VariantFit(name, va, vb, _total(verr), verr, to_jsonable(desc)))
         finite = [v for v in fits if math.isfinite(v.total_error)]
         if finite:
             best_name = min(finite, key=lambda v: v.total_error).name
@@ -487,12 +479,6 @@ def compare(
         best_variant=best_name,
         status=status,
     )
-
-
-def _jsonable_dict(d: dict[str, Any]) -> dict[str, Any]:
-    import json
-
-    return json.loads(json.dumps(d, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
 def variant_grid(

@@ -41,6 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from ._format import finite_or_none as _num
+from ._format import format_number as _fmt
+from ._format import to_jsonable
 from .metrics import phase_times, trajectory_metrics
 from .models import UFM, ModifiedUFM, check_nonnegative
 from .reduced import AssociationScheme, ReducedProblem, aligned_full_init, reduced_solve, scheme
@@ -126,14 +129,14 @@ class Phases:
         """JSON-friendly dictionary (floats, ``None``; the curves only when ``curves=True``)."""
         out: dict[str, Any] = {
             **self.times,
-            "peak_strength": _float_or_none(self.peak_strength),
+            "peak_strength": _num(self.peak_strength),
             "method": self.method,
             "which": self.which,
             "time_unit": self.time_unit,
             "etf_tol": self.etf_tol,
             "status": self.status,
-            "estimates": _jsonable(self.estimates),
-            "stats": _jsonable(self.stats),
+            "estimates": to_jsonable(self.estimates),
+            "stats": to_jsonable(self.stats),
         }
         if curves:
             out["curves"] = {k: np.asarray(v).tolist() for k, v in self.curves.items()}
@@ -152,34 +155,6 @@ class Phases:
         return f"Phases(which={self.which}, method={self.method}, status={self.status})\n{self.table()}"
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:.4g}"
-
-
-def _float_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        return _float_or_none(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-# -- detection -------------------------------------------------------------------------------------------
 def _phases_from_curves(
     ts: np.ndarray, strength: np.ndarray, etf: np.ndarray, etf_tol: float, min_strength: float
 ) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ._format import to_jsonable
+
 __all__ = ["Trajectory", "StructuredGrams", "GramTooLargeError", "log_grid", "atomic_write_bytes"]
 
 _FORMAT_DENSE = "ufmtheory.Trajectory/1"
@@ -70,18 +72,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 class GramTooLargeError(MemoryError, ValueError):
@@ -445,13 +435,13 @@ class Trajectory:
         info = {
             "format": _FORMAT_STRUCTURED if storage else _FORMAT_DENSE,
             "status": self.status,
-            "stats": _jsonable(self.stats),
+            "stats": to_jsonable(self.stats),
             "time_unit": self.time_unit,
             "method": self.method,
-            "meta": _jsonable(self.meta),
+            "meta": to_jsonable(self.meta),
         }
         if storage:
-            info["grams"] = _jsonable(storage)
+            info["grams"] = to_jsonable(storage)
         atomic_write_bytes(npz, buf.getvalue())
         atomic_write_bytes(js, json.dumps(info, indent=2).encode())
         return npz, js
