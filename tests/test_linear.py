@@ -77,7 +77,8 @@ def test_early_growth_rates_from_aligned_init_within_1_percent(sizes, alpha, bet
         P = main_effect_projector(sizes, f)
         energy = np.einsum("tij,ji->t", traj.gram_H, P)
         rate = fitted_rate(traj.ts, energy, 0, np.inf)
-        assert rate == pytest.approx(linear.growth_rate(ev["main"][f], K), rel=1e-2)
+        # THEORY: early rate 2 sqrt(κ)/K (κ checked against the numerical spectrum above)
+        assert rate == pytest.approx(2 * np.sqrt(ev["main"][f]) / K, rel=1e-2)
 
 
 def test_early_growth_rates_from_small_random_init_within_10_percent():
@@ -85,8 +86,8 @@ def test_early_growth_rates_from_small_random_init_within_10_percent():
     design = ut.designs.factorial(sizes)
     K = design.m
     prob = ut.ModifiedUFM(design, dim=32, alpha=alpha, beta=beta, ridge="E")
-    kappa = linear.factorial_kernel_eigenvalues(sizes, alpha, beta)["main"][0]
-    expected = linear.growth_rate(kappa, K)
+    kappa = alpha**2 * K / sizes[0] + beta**2  # main effect of factor 0: α² K/a_0 + β² = 4
+    expected = 2 * np.sqrt(kappa) / K
     rates = []
     for seed in range(3):
         traj = ut.gradient_flow(
@@ -107,7 +108,8 @@ def test_early_growth_rates_from_small_random_init_within_10_percent():
 
 
 def test_linear_rates_limits():
-    assert linear.linear_rates(4.0, 9) == pytest.approx(linear.growth_rate(4.0, 9))
+    assert linear.growth_rate(4.0, 9) == pytest.approx(2 * 2.0 / 9, rel=1e-15)  # 2 sqrt(κ)/K
+    assert linear.linear_rates(4.0, 9) == pytest.approx(4 / 9, rel=1e-15)
     # Ridge on E and on W shifts the balanced rate down by 2λ exactly when κ = 1.
     assert linear.linear_rates(1.0, 9, lam_W=0.01, lam_reg=0.01) == pytest.approx(2 / 9 - 0.02)
     assert linear.linear_rates(4.0, 9, lam_reg=0.01, ridge="H") < linear.linear_rates(4.0, 9, lam_reg=0.01)
@@ -126,7 +128,7 @@ def test_saxe_mode_solves_its_ode():
 
 def test_semantic_time_matches_exponential_growth():
     t = linear.semantic_time(4.0, 9, 1e-4, 9.0)
-    assert 1e-4 * np.exp(linear.growth_rate(4.0, 9) * t) == pytest.approx(9.0)
+    assert 1e-4 * np.exp(2 * np.sqrt(4.0) / 9 * t) == pytest.approx(9.0)  # rate 2 sqrt(κ)/K
 
 
 @pytest.mark.parametrize(
