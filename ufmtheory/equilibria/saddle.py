@@ -16,6 +16,7 @@ from .structured import (
     _problem_parts,
     reduced_jacobian,
     reduced_rhs,
+    scheme_equilibrium,
 )
 
 __all__ = ["semantic_saddle"]
@@ -156,13 +157,13 @@ def semantic_saddle(
     if not trivial:
         _check_dim(problem, sch, ell)
     status = "ok" if residual < tol else f"residual {residual:.3g} >= tol {tol:g}"
-    rel = sch.relation_matrix()
-    return Equilibrium(
+    return scheme_equilibrium(
+        sch,
+        w,
+        h,
+        ell,
         kind=kind,
-        gram_H=sch.materialise(h**2, rel),
-        gram_W=sch.materialise(w**2, rel),
-        logits=sch.materialise(ell, rel),
-        loss=float(loss),
+        loss=loss,
         status=status,
         method=f"reduced-{method}+root",
         stats={

@@ -342,6 +342,23 @@ def end_state(problem: Any, *, lam_limit: bool = True) -> Equilibrium:
     w, h = _factor_coefficients(ell, kappa, "E", lam_W, lam_X)
     stats.update(ell=ell.tolist(), w=w.tolist(), h=h.tolist(), etf_direction_distance=dist)
     stats["interaction_fraction"] = frac
+    return scheme_equilibrium(sch, w, h, ell, kind=kind, loss=loss, status=status, method=method, stats=stats)
+
+
+def scheme_equilibrium(
+    sch: Any,
+    w: np.ndarray,
+    h: np.ndarray,
+    ell: np.ndarray,
+    *,
+    kind: str,
+    loss: float,
+    status: str,
+    method: str,
+    stats: dict[str, Any],
+) -> Equilibrium:
+    """An :class:`Equilibrium` from association-scheme coefficients (``W = Σ w_S P_S``, ``H = Σ h_S P_S``,
+    logits ``Σ ℓ_S P_S``), materialising the K×K Grams once through the scheme's relation matrix."""
     rel = sch.relation_matrix()
     return Equilibrium(
         kind=kind,
