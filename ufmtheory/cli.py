@@ -811,6 +811,22 @@ def run_compare(theory: Path, model: Path, design_config: Path, which: str = "bo
         raise ConfigError(str(exc)) from None
 
 
+def _config_or_exit_code(command: str, args: Any, schema: str, loader: Any) -> tuple[Any, int | None]:
+    """``(config, None)``, or ``(None, exit code)`` after printing the schema (``--schema``, 0) or a
+    config error (2, no traceback)."""
+    if args.schema:
+        print(schema)
+        return None, 0
+    if args.config is None:
+        print(f"ufm {command}: error: CONFIG is required (see `ufm {command} --schema`)", file=sys.stderr)
+        return None, 2
+    try:
+        return loader(args.config), None
+    except ConfigError as exc:
+        print(f"ufm {command}: error: {exc}", file=sys.stderr)
+        return None, 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ufm`` console script."""
     from ufmtheory import __version__
@@ -870,14 +886,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok = results["regularised"]["status"] == "ok" and results["etf_mode"]["status"] == "ok"
         return 0 if ok else 1
     if args.command == "predict":
-        if args.schema:
-            print(PREDICT_SCHEMA)
-            return 0
-        if args.config is None:
-            print("ufm predict: error: CONFIG is required (see `ufm predict --schema`)", file=sys.stderr)
-            return 2
+        config, code = _config_or_exit_code("predict", args, PREDICT_SCHEMA, load_predict_config)
+        if code is not None:
+            return code
         try:
-            result = run_predict(load_predict_config(args.config))
+            result = run_predict(config)
         except ConfigError as exc:
             print(f"ufm predict: error: {exc}", file=sys.stderr)
             return 2
@@ -889,17 +902,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  wrote {args.out}")
         return 0 if all(p["status"] == "ok" for p in result["phases"].values()) else 1
     if args.command == "train":
-        if args.schema:
-            print(TRAIN_SCHEMA)
-            return 0
-        if args.config is None:
-            print("ufm train: error: CONFIG is required (see `ufm train --schema`)", file=sys.stderr)
-            return 2
-        try:
-            cfg = load_train_config(args.config)
-        except ConfigError as exc:
-            print(f"ufm train: error: {exc}", file=sys.stderr)
-            return 2
+        cfg, code = _config_or_exit_code("train", args, TRAIN_SCHEMA, load_train_config)
+        if code is not None:
+            return code
         traj, phases = run_train(cfg, args.out)
         d = cfg["design"]
         label = "x".join(map(str, d["sizes"])) if d["kind"] == "factorial" else f"hierarchical {d}"
