@@ -19,6 +19,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ufmtheory tests benchmarks
 	$(BIN)/ruff format --check ufmtheory tests benchmarks
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest -n 2 -m "not slow" --doctest-modules ufmtheory tests

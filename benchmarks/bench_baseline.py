@@ -152,7 +152,7 @@ def main() -> None:
         print(json.dumps(worker(json.loads(args.worker))))
         return
 
-    from ufmtheory.trajectory import atomic_write_bytes
+    from ufmtheory._io import atomic_write_bytes
 
     info = machine_info()
     device = (

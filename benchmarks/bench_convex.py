@@ -1,4 +1,4 @@
-"""Benchmark: the nuclear-norm SVM (``ufmtheory.svm.nn_svm``) by size and solver.
+"""Benchmark: the nuclear-norm SVM (``ufmtheory.programs.max_margin.nn_svm``) by size and solver.
 
 Problem: the balanced one-hot design ``factorial((n,))`` (m = V = n), where the optimum is known in closed
 form (the centred-support proxy is exact there): ``L* = I - 11ᵀ/n`` with ``‖L*‖_* = n - 1``. Each installed
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import ufmtheory as ut
-from ufmtheory import svm
+from ufmtheory.programs import max_margin as svm
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_convex.json"
 
@@ -69,7 +69,7 @@ def run_one(n: int, solver: str) -> dict:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    from ufmtheory.trajectory import atomic_write_bytes
+    from ufmtheory._io import atomic_write_bytes
 
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 

@@ -144,7 +144,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    from ufmtheory.trajectory import atomic_write_bytes
+    from ufmtheory._io import atomic_write_bytes
 
     atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
 

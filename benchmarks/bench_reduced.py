@@ -5,7 +5,7 @@ grids (K = A², one-hot labels). Both flows start from the same aligned point: c
 ``w_S = h_S = init_scale`` (1e-3) on every non-trivial projector (``w_∅ = h_∅ = 0``), i.e. isotropic centred
 Grams, so the semantic strength starts at 0, *rises* (attribute modes grow first) and *falls* (the collapse
 to the ETF) within ``t1`` (checked from the reduced metrics: a collapse time must be found). The full flow
-gets its parameters from :func:`ufmtheory.reduced.aligned_full_init` and runs ``ut.gradient_flow`` with
+gets its parameters from :func:`ufmtheory.aligned_full_init` and runs ``ut.gradient_flow`` with
 package defaults (method "auto": LSODA up to 1000 parameters, DOP853 above; log-time; rtol=1e-8,
 atol=1e-10); the reduced flow runs ``ut.reduced_solve(structured=True)`` with package defaults (rtol=1e-10,
 atol=1e-12, method "auto": LSODA under ridge) plus its metric curves from the coefficients
@@ -74,9 +74,10 @@ import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 
 import ufmtheory as ut  # noqa: E402
+from ufmtheory._io import atomic_write_bytes  # noqa: E402
+from ufmtheory.algebra.schemes import factorial_scheme  # noqa: E402
 from ufmtheory.metrics import phase_times  # noqa: E402
-from ufmtheory.reduced import ReducedProblem, aligned_full_init, factorial_scheme, reduced_solve  # noqa: E402
-from ufmtheory.trajectory import atomic_write_bytes  # noqa: E402
+from ufmtheory.solvers.reduced import ReducedProblem, aligned_full_init, reduced_solve  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "bench_reduced.json"
@@ -131,8 +132,8 @@ def load_average() -> list[float]:
 
 def clear_compile_cache() -> None:
     """Forget the lambdified reduced equations (the next reduced call derives and compiles again). Imports
-    sympy (through ufmtheory.symbolic) if it is not loaded yet."""
-    from ufmtheory import symbolic
+    sympy (through ufmtheory.solvers.symbolic) if it is not loaded yet."""
+    from ufmtheory.solvers import symbolic
 
     symbolic._compile.cache_clear()
 

@@ -37,8 +37,9 @@ import numpy as np
 
 import ufmtheory as ut
 from ufmtheory import plotting as uplot
-from ufmtheory.phases import detect_phases, predict_phases
-from ufmtheory.reduced import ReducedProblem, aligned_full_init, factorial_scheme
+from ufmtheory.analysis.phases import detect_phases, predict_phases
+from ufmtheory.solvers.reduced import ReducedProblem, aligned_full_init
+from ufmtheory.algebra.schemes import factorial_scheme
 
 np.set_printoptions(precision=4, suppress=True)
 

@@ -29,7 +29,7 @@
 import numpy as np
 
 import ufmtheory as ut
-from ufmtheory import svm
+from ufmtheory.programs import max_margin as svm
 from ufmtheory.designs import Design
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import ufmtheory as ut
+from ufmtheory.analysis.phases import predict_phases
 from ufmtheory.cli import main
-from ufmtheory.phases import predict_phases
 
 PHASES = ("onset", "peak", "collapse", "etf_time")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ufmtheory as ut
-from ufmtheory.compare import CURVE_METRICS, Comparison, compare, variant_grid
+from ufmtheory.analysis.compare import CURVE_METRICS, Comparison, compare, variant_grid
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,11 @@ import pytest
 from scipy.optimize import brentq, minimize
 
 import ufmtheory as ut
-from ufmtheory.convex import end_state_lp, lp_cost, regularised_end_state
+from ufmtheory.algebra.schemes import factorial_scheme, hierarchical_scheme, scheme
 from ufmtheory.equilibria import end_state, semantic_saddle, zhu
-from ufmtheory.reduced import ReducedProblem, factorial_scheme, hierarchical_scheme, reduced_solve, scheme
-from ufmtheory.symbolic import compile_reduced
+from ufmtheory.programs.scheme_lp import end_state_lp, lp_cost, regularised_end_state
+from ufmtheory.solvers.reduced import ReducedProblem, reduced_solve
+from ufmtheory.solvers.symbolic import compile_reduced
 
 
 # -- helpers built from definitions (not from the package) ----------------------------------------------
@@ -292,7 +293,7 @@ def test_end_state_validation(monkeypatch):
         end_state(ut.ModifiedUFM(d, dim=4, ridge="E"), lam_limit=False)
     with pytest.raises(ValueError, match="dim"):
         end_state(ut.ModifiedUFM(d, dim=2, alpha=0.1, ridge="E"))  # the ETF has rank 3
-    monkeypatch.setattr(ut.reduced, "MATERIALISE_MAX_K", 3)  # (a real K > 4096 design costs seconds)
+    monkeypatch.setattr(ut.solvers.reduced, "MATERIALISE_MAX_K", 3)  # (a real K > 4096 design costs seconds)
     with pytest.raises(ValueError, match="too large.*end_state_lp"):
         end_state(ut.ModifiedUFM(d, dim=4, ridge="E"))
     with pytest.raises(ValueError, match="objective"):

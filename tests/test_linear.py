@@ -1,4 +1,4 @@
-"""Early-phase closed forms (ufmtheory.linear) against full gradient flows of the modified UFM."""
+"""Early-phase closed forms (ufmtheory.solvers.linear) against full gradient flows of the modified UFM."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ufmtheory as ut
-from ufmtheory import linear
+from ufmtheory.solvers import linear
 
 
 def main_effect_projector(sizes, f):

@@ -228,7 +228,7 @@ def test_problem_is_frozen():
         prob.dim = 4
 
 
-# -- initialisers (ufmtheory.init) ------------------------------------------------------------------
+# -- initialisers (ufmtheory.solvers.init) ------------------------------------------------------------------
 def test_small_init_is_seeded_gaussian():
     prob = ut.UFM(ut.designs.factorial((4, 5)), dim=50)
     a = ut.init.small(prob, 0.3, seed=11)

@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ufmtheory as ut
-from ufmtheory import phases as uphases
-from ufmtheory.phases import Phases, detect_phases, predict_phases
-from ufmtheory.reduced import ReducedProblem, aligned_full_init, factorial_scheme
+from ufmtheory.algebra.schemes import factorial_scheme
+from ufmtheory.analysis import phases as uphases
+from ufmtheory.analysis.phases import Phases, detect_phases, predict_phases
+from ufmtheory.solvers.reduced import ReducedProblem, aligned_full_init
 
 LAM = 1e-3
 PHASES = ("onset", "peak", "collapse", "etf_time")

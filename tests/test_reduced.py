@@ -15,16 +15,9 @@ import numpy as np
 import pytest
 
 import ufmtheory as ut
-from ufmtheory import symbolic
-from ufmtheory.reduced import (
-    ReducedProblem,
-    aligned_full_init,
-    factorial_scheme,
-    hierarchical_scheme,
-    reduced_flow,
-    reduced_solve,
-    scheme,
-)
+from ufmtheory.algebra.schemes import factorial_scheme, hierarchical_scheme, scheme
+from ufmtheory.solvers import symbolic
+from ufmtheory.solvers.reduced import ReducedProblem, aligned_full_init, reduced_flow, reduced_solve
 
 DESIGNS = {
     "fact2x3": lambda: ut.designs.factorial((2, 3)),

@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 
 import ufmtheory as ut
-from ufmtheory.metrics import trajectory_metrics
-from ufmtheory.reduced import (
-    ReducedProblem,
+from ufmtheory.algebra.schemes import (
     factorial_scheme,
     hierarchical_scheme,
-    reduced_flow,
     scheme,
     scheme_from_description,
 )
-from ufmtheory.trajectory import GramTooLargeError, StructuredGrams, Trajectory
+from ufmtheory.algebra.structured import GramTooLargeError, StructuredGrams
+from ufmtheory.metrics import trajectory_metrics
+from ufmtheory.solvers.reduced import ReducedProblem, reduced_flow
+from ufmtheory.trajectory import Trajectory
 
 DESIGNS = {
     "fact2x3": lambda: ut.designs.factorial((2, 3)),

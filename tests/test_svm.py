@@ -1,4 +1,4 @@
-"""Tests for ufmtheory.svm: nuclear-norm SVM, UF-SVM, closed-form proxies, regularisation path.
+"""Tests for ufmtheory.programs: nuclear-norm SVM, UF-SVM, closed-form proxies, regularisation path.
 
 Expected values come from closed forms computed independently of the solvers:
 * balanced one-hot (K classes): ``L = I - J/K`` has margins exactly 1 and ``‖L‖_* = K - 1``;
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import ufmtheory as ut
-from ufmtheory import svm
 from ufmtheory.designs import Design
+from ufmtheory.programs import max_margin as svm
 
 
 def one_hot(counts: list[int]) -> Design:
@@ -234,6 +234,6 @@ def test_path_soft_labels_match_log_odds() -> None:
 def test_import_stays_cvxpy_free() -> None:
     import subprocess
 
-    code = "import sys, ufmtheory, ufmtheory.svm; print('cvxpy' in sys.modules)"
+    code = "import sys, ufmtheory, ufmtheory.programs.max_margin; print('cvxpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

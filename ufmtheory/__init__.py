@@ -1,6 +1,10 @@
 """ufmtheory: theory and solvers for the unconstrained features model (UFM).
 
-Entry point: ``import ufmtheory as ut``.
+Entry point: ``import ufmtheory as ut``. The package is layered (docs: Architecture); each subpackage
+imports only from the ones below it:
+``designs`` → ``algebra`` → ``metrics`` → ``models`` → ``trajectory`` → ``solvers`` → ``programs`` →
+``equilibria`` → ``analysis`` → ``baseline`` (torch, imported on first use) → ``plotting``, ``report`` →
+``experiments`` → ``cli``.
 
 Example:
     >>> import ufmtheory as ut
@@ -10,54 +14,72 @@ Example:
     True
 """
 
-from . import convex, designs, equilibria, init, linear, metrics, phases, plotting, reduced, svm
-from .compare import Comparison, compare, variant_grid  # the function shadows the module name on purpose
-from .designs import Design
-from .equilibria import Equilibrium, end_state, etf_gram, etf_mode_time, etf_mode_u, semantic_saddle, zhu
-from .flow import gradient_descent, gradient_flow
-from .models import UFM, ModifiedUFM
-from .phases import Phases, detect_phases, predict_phases
-from .reduced import ReducedProblem, ReducedSolution, aligned_full_init, reduced_flow, reduced_solve
-from .trajectory import Trajectory, log_grid
+from ufmtheory import algebra, analysis, designs, equilibria, metrics, plotting, programs, solvers
+from ufmtheory.algebra import StructuredGrams
+from ufmtheory.analysis import Comparison, Phases, compare, detect_phases, predict_phases, variant_grid
+from ufmtheory.designs import Design
+from ufmtheory.equilibria import (
+    Equilibrium,
+    end_state,
+    etf_gram,
+    etf_mode_time,
+    etf_mode_u,
+    semantic_saddle,
+    zhu,
+)
+from ufmtheory.models import UFM, ModifiedUFM
+from ufmtheory.solvers import (
+    ReducedProblem,
+    ReducedSolution,
+    aligned_full_init,
+    gradient_descent,
+    gradient_flow,
+    init,
+    linear,
+    reduced_flow,
+    reduced_solve,
+)
+from ufmtheory.trajectory import Trajectory, log_grid
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "Design",
-    "Equilibrium",
-    "Trajectory",
-    "UFM",
-    "ModifiedUFM",
-    "convex",
-    "compare",
-    "Comparison",
-    "variant_grid",
+    "algebra",
+    "analysis",
     "designs",
-    "end_state",
-    "semantic_saddle",
     "equilibria",
-    "etf_gram",
-    "etf_mode_time",
-    "etf_mode_u",
-    "gradient_descent",
-    "gradient_flow",
     "init",
-    "log_grid",
     "linear",
     "metrics",
-    "phases",
-    "Phases",
-    "detect_phases",
-    "predict_phases",
-    "reduced",
-    "svm",
-    "reduced_flow",
+    "plotting",
+    "programs",
+    "solvers",
+    "Design",
+    "UFM",
+    "ModifiedUFM",
+    "Trajectory",
+    "StructuredGrams",
+    "log_grid",
+    "gradient_flow",
+    "gradient_descent",
     "reduced_solve",
+    "reduced_flow",
     "ReducedProblem",
     "ReducedSolution",
     "aligned_full_init",
-    "plotting",
+    "Equilibrium",
+    "etf_gram",
     "zhu",
+    "etf_mode_time",
+    "etf_mode_u",
+    "end_state",
+    "semantic_saddle",
+    "Phases",
+    "detect_phases",
+    "predict_phases",
+    "compare",
+    "Comparison",
+    "variant_grid",
 ]
 
 
@@ -66,5 +88,5 @@ def __getattr__(name: str) -> object:
     if name == "baseline":
         import importlib
 
-        return importlib.import_module(".baseline", __name__)
+        return importlib.import_module("ufmtheory.baseline")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .trajectory import Trajectory
+from ufmtheory.trajectory import Trajectory
 
 __all__ = ["plot_gram_snapshots", "plot_curves", "plot_phases", "plot_gram_at_phases"]
 
@@ -44,8 +44,8 @@ def plot_gram_snapshots(
     Returns:
         ``(fig, axes)`` with one axis per time.
     """
-    from .metrics import centered
-    from .metrics import cosine as cosine_gram
+    from ufmtheory.metrics import centered
+    from ufmtheory.metrics import cosine as cosine_gram
 
     if which not in ("H", "W"):
         raise ValueError(f"which must be 'H' or 'W', got {which!r}")
@@ -122,8 +122,8 @@ _PHASE_STYLE = {
 
 def _phase_curves(item: Any, design: Any, phases: Any, which: str) -> tuple[Any, dict[str, np.ndarray], str]:
     """``(phases, curves, time_unit)`` for a Trajectory (phases detected unless given) or a Phases object
-    that carries its curves (e.g. from :func:`ufmtheory.phases.predict_phases` on a large design)."""
-    from .phases import Phases, detect_phases
+    that carries its curves (e.g. from :func:`ufmtheory.analysis.phases.predict_phases` on a large design)."""
+    from ufmtheory.analysis.phases import Phases, detect_phases
 
     if isinstance(item, Phases):
         if not item.curves:
@@ -173,12 +173,12 @@ def plot_phases(
 
     Args:
         traj_or_list: a :class:`~ufmtheory.Trajectory` or a list of them (theory runs, trained models); a
-            :class:`~ufmtheory.phases.Phases` that carries its curves may stand in for a trajectory (e.g. a
+            :class:`~ufmtheory.analysis.Phases` that carries its curves may stand in for a trajectory (e.g. a
             K = 10⁶ prediction).
         design: the design (attribute code) for the semantic strength; for structured trajectories its
             scheme also works.
-        phases: ``None`` (detected with :func:`ufmtheory.phases.detect_phases`), one
-            :class:`~ufmtheory.phases.Phases`, or a list matching the trajectories (entries may be ``None``).
+        phases: ``None`` (detected with :func:`ufmtheory.analysis.phases.detect_phases`), one
+            :class:`~ufmtheory.Phases`, or a list matching the trajectories (entries may be ``None``).
         labels: one name per trajectory (titles, or legend entries when overlaid).
         which: ``"H"`` or ``"W"``.
         overlay: one column with every run overlaid (phase lines in each run's colour) instead of one
@@ -230,7 +230,7 @@ def plot_phases(
         if not overlay:
             ax_s.set_title(names[i], fontsize=10)
         ax_e.set_xlabel(f"t ({unit})")
-    from .phases import Phases
+    from ufmtheory.analysis.phases import Phases
 
     # Phases stand-ins carry their own Gram (H or W); label the rows with it when they all agree.
     kinds = {item.which if isinstance(item, Phases) else which for item in items}
@@ -254,8 +254,8 @@ def plot_gram_at_phases(
 
     Args:
         traj: the trajectory the phases belong to (its Grams are interpolated in log t by ``traj.at``).
-        phases: a :class:`~ufmtheory.phases.Phases` (from :func:`~ufmtheory.phases.detect_phases` or
-            :func:`~ufmtheory.phases.predict_phases`).
+        phases: a :class:`~ufmtheory.analysis.Phases` (from :func:`~ufmtheory.analysis.detect_phases` or
+            :func:`~ufmtheory.analysis.phases.predict_phases`).
         design: optional design, for tick labels (context or label names; omitted past 16).
         which: ``"H"`` or ``"W"``; default ``phases.which``.
         cosine: centred cosine similarities (colour scale [-1, 1]) rather than the raw Gram.
@@ -264,8 +264,8 @@ def plot_gram_at_phases(
         ``(fig, axes)`` with 4 axes (onset, peak, collapse, end); a phase that did not happen is shown as
         an empty panel saying so.
     """
-    from .metrics import centered
-    from .metrics import cosine as cosine_gram
+    from ufmtheory.metrics import centered
+    from ufmtheory.metrics import cosine as cosine_gram
 
     which = phases.which if which is None else which
     if which not in ("H", "W"):

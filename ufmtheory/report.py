@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .trajectory import atomic_write_bytes
+from ufmtheory._io import atomic_write_bytes
 
 __all__ = ["html_report", "write_report", "data_uri"]
 

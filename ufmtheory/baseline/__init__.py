@@ -13,10 +13,10 @@ Note: the function :func:`train` shadows the submodule of the same name as an at
 reach the module with ``importlib.import_module("ufmtheory.baseline.train")`` if needed.
 """
 
-from .checkpoint import latest_checkpoint, load_checkpoint, model_from_checkpoint
-from .data import IGNORE_INDEX, SequenceData, build_sequences, exact_counts
-from .model import GPT, GPTConfig, resolve_device
-from .train import TrainConfig, compute_grams, snapshot_steps, train
+from ufmtheory.baseline.checkpoint import latest_checkpoint, load_checkpoint, model_from_checkpoint
+from ufmtheory.baseline.data import IGNORE_INDEX, SequenceData, build_sequences, exact_counts
+from ufmtheory.baseline.model import GPT, GPTConfig, resolve_device
+from ufmtheory.baseline.train import TrainConfig, compute_grams, snapshot_steps, train
 
 __all__ = [
     "GPT",

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..designs import Design
-from ..trajectory import atomic_write_bytes
-from .model import GPT, GPTConfig
+from ufmtheory._io import atomic_write_bytes
+from ufmtheory.baseline.model import GPT, GPTConfig
+from ufmtheory.designs import Design
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from ufmtheory.baseline.train import TrainConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "latest_checkpoint", "load_checkpoint", "model_from_checkpoint"]
 

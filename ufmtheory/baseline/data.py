@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from ..designs import Design
+from ufmtheory.designs import Design
 
 __all__ = ["IGNORE_INDEX", "BOS", "PAD", "SequenceData", "build_sequences", "exact_counts"]
 

@@ -49,9 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..designs import Design
-from ..trajectory import Trajectory
-from .checkpoint import (
+from ufmtheory.baseline.checkpoint import (
     CHECKPOINT_FORMAT,
     _design_fingerprint,
     _identity,
@@ -62,8 +60,10 @@ from .checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
 )
-from .data import SequenceData, build_sequences
-from .model import GPT, GPTConfig, resolve_device
+from ufmtheory.baseline.data import SequenceData, build_sequences
+from ufmtheory.baseline.model import GPT, GPTConfig, resolve_device
+from ufmtheory.designs import Design
+from ufmtheory.trajectory import Trajectory
 
 __all__ = [
     "TrainConfig",
@@ -345,7 +345,7 @@ def _batch_loss(
 
 
 def _semantic(gram_H: np.ndarray, gram_W: np.ndarray, design: Design) -> dict[str, float]:
-    from .. import metrics
+    from ufmtheory import metrics
 
     out: dict[str, float] = {}
     if design.p == 0:

@@ -9,17 +9,16 @@
   semantic saddle of the modified UFM on the exact symmetric reduction (THEORY.md section 4).
 """
 
-from ..svm import (
-    ProxyGap,
-    RegularizationPath,
-    centred_support_proxy,
-    proxy_gap,
-    regularization_path,
-    sel_matrix,
+from ufmtheory.equilibria.closed_form import (
+    Equilibrium,
+    centering,
+    etf_gram,
+    etf_mode_time,
+    etf_mode_u,
+    zhu,
 )
-from .closed_form import Equilibrium, centering, etf_gram, etf_mode_time, etf_mode_u, zhu
-from .saddle import semantic_saddle
-from .structured import end_state, reduced_jacobian, reduced_rhs
+from ufmtheory.equilibria.saddle import semantic_saddle
+from ufmtheory.equilibria.structured import end_state, reduced_jacobian, reduced_rhs
 
 __all__ = [
     "Equilibrium",
@@ -32,10 +31,4 @@ __all__ = [
     "semantic_saddle",
     "reduced_rhs",
     "reduced_jacobian",
-    "centred_support_proxy",
-    "sel_matrix",
-    "proxy_gap",
-    "ProxyGap",
-    "regularization_path",
-    "RegularizationPath",
 ]

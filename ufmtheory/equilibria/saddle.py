@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .closed_form import Equilibrium
-from .structured import (
+from ufmtheory.equilibria.closed_form import Equilibrium
+from ufmtheory.equilibria.structured import (
     _check_dim,
     _check_materialisable,
     _factor_coefficients,
@@ -63,8 +63,8 @@ def semantic_saddle(
     """
     from scipy.optimize import root
 
-    from ..convex import interaction_mask, reduced_ce, regularised_end_state
-    from ..reduced import reduced_solve
+    from ufmtheory.programs.scheme_lp import interaction_mask, reduced_ce, regularised_end_state
+    from ufmtheory.solvers.reduced import reduced_solve
 
     rp, sch, _, lam_W, lam_X = _problem_parts(problem)
     objective = rp.ridge  # the weights of the finite-ridge programme follow the ridge placement

@@ -1,6 +1,6 @@
 """End states of the modified UFM on the exact symmetric reduction (THEORY.md section 4).
 
-Everything here works on :mod:`ufmtheory.reduced`: logits ``L = Σ ℓ_S P_S``, ``W = Σ w_S P_S``,
+Everything here works on :mod:`ufmtheory.solvers.reduced`: logits ``L = Σ ℓ_S P_S``, ``W = Σ w_S P_S``,
 ``H = Σ h_S P_S`` on the design's association scheme. Imports of the reduction, the models and the convex
 programmes are local so that importing the package stays fast (sympy, the LP)."""
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .closed_form import Equilibrium, centering, zhu
+from ufmtheory.equilibria.closed_form import Equilibrium, centering, zhu
 
 __all__ = ["end_state", "reduced_rhs", "reduced_jacobian"]
 
@@ -25,8 +25,8 @@ def _problem_parts(problem: Any) -> tuple[Any, Any, str, float, float]:
     The objective kind is the implicit bias of the factorised ridge: ``"H"`` (weights ``m_S``) for the
     standard UFM and ridge on H, ``"E"`` (weights ``m_S/sqrt κ_S``) for ridge on E or no ridge at all
     (gradient flow on ``(W, E)`` without penalty is biased towards small ``‖W‖² + ‖E‖²``)."""
-    from ..models import UFM, ModifiedUFM
-    from ..reduced import ReducedProblem
+    from ufmtheory.models import UFM, ModifiedUFM
+    from ufmtheory.solvers.reduced import ReducedProblem
 
     if isinstance(problem, ModifiedUFM) and problem.normalize is not None:
         raise NotImplementedError(
@@ -59,7 +59,7 @@ def reduced_rhs(problem: Any, w: Any, h: Any) -> np.ndarray:
         problem: UFM, ModifiedUFM (``normalize=None``) or :class:`~ufmtheory.ReducedProblem`.
         w, h: (n_S,) coefficients in ``scheme.labels`` order.
     """
-    from ..convex import reduced_ce
+    from ufmtheory.programs.scheme_lp import reduced_ce
 
     rp = _problem_parts(problem)[0]
     sch = rp.scheme
@@ -88,7 +88,7 @@ def reduced_jacobian(problem: Any, w: Any, h: Any) -> np.ndarray:
     ``[[-λ_W, g_S], [κ_S g_S, -κ_S λ_H]]`` (ridge H) or ``[[-λ_W, g_S], [κ_S g_S, -λ_E]]`` (ridge E). The
     flow is a preconditioned gradient flow, so the eigenvalues are real.
     """
-    from ..convex import reduced_ce
+    from ufmtheory.programs.scheme_lp import reduced_ce
 
     rp = _problem_parts(problem)[0]
     sch = rp.scheme
@@ -110,7 +110,7 @@ def reduced_jacobian(problem: Any, w: Any, h: Any) -> np.ndarray:
 
 def _classify(sch: Any, ell: np.ndarray) -> tuple[str, float, float]:
     """``(kind, distance of the logit direction from C_K, interaction energy fraction)``."""
-    from ..convex import interaction_mask
+    from ufmtheory.programs.scheme_lp import interaction_mask
 
     ranks = np.asarray(sch.ranks, dtype=np.float64)
     e = ell.copy()
@@ -147,7 +147,7 @@ def _factor_coefficients(
 
 
 def _check_materialisable(sch: Any, what: str, hint: str) -> None:
-    from ..reduced import MATERIALISE_MAX_K
+    from ufmtheory.solvers.reduced import MATERIALISE_MAX_K
 
     if sch.K > MATERIALISE_MAX_K:
         raise ValueError(
@@ -188,9 +188,9 @@ def end_state(problem: Any, *, lam_limit: bool = True) -> Equilibrium:
       standard UFM ends in the max-margin ETF direction (``L = C_K`` at margin 1).
     * Modified UFM with ridge on E, or with no ridge at all (the flow's implicit bias is then
       ``min ‖W‖² + ‖E‖²``): ``lam_limit=True`` solves the vanishing-ridge linear programme
-      :func:`ufmtheory.convex.end_state_lp` on the design's association scheme and returns the direction of
+      :func:`ufmtheory.programs.end_state_lp` on the design's association scheme and returns the direction of
       its solution at margin 1; ``lam_limit=False`` returns the global minimiser at the problem's
-      ``λ_W, λ_E > 0`` (:func:`ufmtheory.convex.regularised_end_state`).
+      ``λ_W, λ_E > 0`` (:func:`ufmtheory.programs.scheme_lp.regularised_end_state`).
 
     Args:
         problem: :class:`~ufmtheory.UFM` or :class:`~ufmtheory.ModifiedUFM` (``normalize=None``; ridge-E and
@@ -210,7 +210,7 @@ def end_state(problem: Any, *, lam_limit: bool = True) -> Equilibrium:
         the cross-entropy at the returned margin-1 point.
 
     Raises:
-        ValueError: K > 4096 (use :func:`ufmtheory.convex.end_state_lp` on ``reduced.scheme(design)``),
+        ValueError: K > 4096 (use :func:`ufmtheory.programs.end_state_lp` on ``reduced.scheme(design)``),
             partial regularisation where the minimiser does not exist, ``dim`` below the end state's rank.
         NotImplementedError: column normalisation; ridge on H with ``β = 0``.
 
@@ -225,8 +225,14 @@ def end_state(problem: Any, *, lam_limit: bool = True) -> Equilibrium:
     """
     import warnings
 
-    from ..convex import end_state_lp, interaction_mask, lp_cost, reduced_ce, regularised_end_state
-    from ..models import UFM, ModifiedUFM
+    from ufmtheory.models import UFM, ModifiedUFM
+    from ufmtheory.programs.scheme_lp import (
+        end_state_lp,
+        interaction_mask,
+        lp_cost,
+        reduced_ce,
+        regularised_end_state,
+    )
 
     if not isinstance(problem, UFM):
         raise TypeError(f"problem must be a UFM or ModifiedUFM, got {type(problem).__name__}")
@@ -287,7 +293,7 @@ def end_state(problem: Any, *, lam_limit: bool = True) -> Equilibrium:
     _check_materialisable(
         sch,
         "end_state",
-        "use ufmtheory.convex.end_state_lp(reduced.scheme(design), scheme.kernel_eigenvalues(alpha, beta))",
+        "use ufmtheory.programs.end_state_lp(reduced.scheme(design), scheme.kernel_eigenvalues(alpha, beta))",
     )
     kappa = rp.kappa
     inter = interaction_mask(sch)

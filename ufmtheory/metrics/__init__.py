@@ -30,10 +30,17 @@ Example:
     (0.0, 3.0)
 """
 
-from .collapse import equiangularity, equinorm, max_angle_deviation, nc1, ncc_agreement, self_duality
-from .curves import gram_metrics, phase_times, trajectory_metrics
-from .geometry import centered, cosine, effective_rank, etf_distance
-from .semantic import (
+from ufmtheory.metrics.collapse import (
+    equiangularity,
+    equinorm,
+    max_angle_deviation,
+    nc1,
+    ncc_agreement,
+    self_duality,
+)
+from ufmtheory.metrics.curves import gram_metrics, phase_times, trajectory_metrics
+from ufmtheory.metrics.geometry import centered, cosine, effective_rank, etf_distance
+from ufmtheory.metrics.semantic import (
     attribute_energy,
     attribute_projector,
     cka,

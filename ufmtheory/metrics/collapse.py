@@ -7,14 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._core import (
-    _REL_TOL,
-    _as_array,
-    _center,
-    _centred_cos,
-    _check_gram,
-    _diag,
-)
+from ufmtheory.metrics._core import _REL_TOL, _as_array, _center, _centred_cos, _check_gram, _diag
 
 __all__ = ["nc1", "equinorm", "equiangularity", "max_angle_deviation", "self_duality", "ncc_agreement"]
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ._core import (
+from ufmtheory.algebra.schemes import scheme as scheme_of
+from ufmtheory.metrics._core import (
     _REL_TOL,
     _as_array,
     _attribute_energy,
@@ -265,8 +266,6 @@ def _structured_design_check(G: Any, design: Any, which: str) -> bool:
                 f"the scheme {design.describe()} is not the trajectory's scheme {sch.describe()}"
             )
     else:
-        from ..reduced import scheme as scheme_of
-
         try:
             other = scheme_of(design)
         except (TypeError, ValueError) as exc:

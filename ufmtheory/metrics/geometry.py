@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._core import (
+from ufmtheory.metrics._core import (
     _center,
     _centred_cos,
     _check_gram,

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._core import (
+from ufmtheory.metrics._core import (
     _attribute_energy,
     _center,
     _centred_cos,

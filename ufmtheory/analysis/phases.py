@@ -13,7 +13,7 @@ exactly isotropic) counts as "no semantic phase": ``onset`` and ``collapse`` are
 
 * :func:`detect_phases` measures the phases on any :class:`~ufmtheory.Trajectory` (a theory run or a
   trained model; its ``time_unit`` is kept).
-* :func:`predict_phases` integrates the exact reduced ODE (:func:`ufmtheory.reduced.reduced_solve`) of a
+* :func:`predict_phases` integrates the exact reduced ODE (:func:`ufmtheory.reduced_solve`) of a
   factorial or hierarchical (modified) UFM from a small aligned, balanced initialisation, extends the time
   horizon until the collapse and the ETF time are found, and reports the closed-form estimates of THEORY.md
   section 4 beside the integrated times: ``t_sem ≈ K ln(ℓ*/ℓ₀)/(2 sqrt(κ_attr))`` and
@@ -21,7 +21,7 @@ exactly isotropic) counts as "no semantic phase": ``onset`` and ``collapse`` are
 
 Example:
     >>> import ufmtheory as ut
-    >>> from ufmtheory.phases import predict_phases
+    >>> from ufmtheory.analysis.phases import predict_phases
     >>> prob = ut.ModifiedUFM(ut.designs.factorial((3, 3)), dim=9, alpha=1.0, beta=1.0, ridge="H",
     ...                       lam_W=1e-3, lam_H=1e-3)
     >>> ph = predict_phases(prob, which="W")
@@ -41,13 +41,14 @@ from typing import Any
 
 import numpy as np
 
-from ._format import finite_or_none as _num
-from ._format import format_number as _fmt
-from ._format import to_jsonable
-from .metrics import phase_times, trajectory_metrics
-from .models import UFM, ModifiedUFM, check_nonnegative
-from .reduced import AssociationScheme, ReducedProblem, aligned_full_init, reduced_solve, scheme
-from .trajectory import Trajectory, log_grid
+from ufmtheory._format import finite_or_none as _num
+from ufmtheory._format import format_number as _fmt
+from ufmtheory._format import to_jsonable
+from ufmtheory.algebra.schemes import AssociationScheme, scheme
+from ufmtheory.metrics import phase_times, trajectory_metrics
+from ufmtheory.models import UFM, ModifiedUFM, check_nonnegative
+from ufmtheory.solvers.reduced import ReducedProblem, aligned_full_init, reduced_solve
+from ufmtheory.trajectory import Trajectory, log_grid
 
 __all__ = [
     "Phases",
@@ -260,7 +261,7 @@ def _mode_masks(sch: AssociationScheme) -> tuple[np.ndarray, np.ndarray]:
 
 # -- the semantic saddle and the closed-form estimates ----------------------------------------------------
 def _reduced(rp: ReducedProblem, t1: float, **kwargs: Any) -> Any:
-    """:func:`~ufmtheory.reduced.reduced_solve` with structured Grams (nothing K×K is built here)."""
+    """:func:`~ufmtheory.reduced_solve` with structured Grams (nothing K×K is built here)."""
     return reduced_solve(rp, t1, structured=True, **kwargs)
 
 
@@ -281,7 +282,7 @@ def _saddle_here(rp: ReducedProblem, init_scale: float) -> dict[str, Any] | None
     # TODO: drop once equilibria.semantic_saddle accepts K > 4096 (it refuses only to build K×K Grams).
     from scipy.optimize import root
 
-    from .symbolic import compile_reduced
+    from ufmtheory.solvers.symbolic import compile_reduced
 
     sch = rp.scheme
     attr, free = _mode_masks(sch)
@@ -311,7 +312,7 @@ def _saddle_here(rp: ReducedProblem, init_scale: float) -> dict[str, Any] | None
         float(np.linalg.eigvals(_escape_matrix(rp, float(g[S]), float(rp.kappa[S]))).real.max())
         for S in np.flatnonzero(free)
     )
-    return {"w": w, "h": h, "mu": mu, "source": "reduced ODE + root (ufmtheory.phases)"}
+    return {"w": w, "h": h, "mu": mu, "source": "reduced ODE + root (ufmtheory.analysis.phases)"}
 
 
 def _saddle(rp: ReducedProblem, problem: Any, init_scale: float) -> dict[str, Any] | None:
@@ -326,7 +327,7 @@ def _saddle(rp: ReducedProblem, problem: Any, init_scale: float) -> dict[str, An
         # The escape-rate block [[-λ_W, g*], [κ g*, -κ λ]] is derived for un-normalised features; the
         # normalised variant has no such closed form, so no t_col estimate is reported for it.
         return None
-    from . import equilibria
+    from ufmtheory import equilibria
 
     fn = getattr(equilibria, "semantic_saddle", None)
     if fn is not None:
@@ -367,7 +368,7 @@ def phase_estimates(
     not apply are ``None`` (no attribute modes; ``κ_attr <= κ_free``: no semantic phase; no ridge: no finite
     saddle).
     """
-    from .linear import linear_rates, semantic_time
+    from ufmtheory.solvers.linear import linear_rates, semantic_time
 
     sch = rp.scheme
     K = sch.K
@@ -483,7 +484,7 @@ def predict_phases(
 ) -> Phases:
     """Predict the phase times of a (modified) UFM by integrating its gradient flow.
 
-    The exact reduced ODE (:func:`~ufmtheory.reduced.reduced_solve`) is integrated from the balanced aligned
+    The exact reduced ODE (:func:`~ufmtheory.reduced_solve`) is integrated from the balanced aligned
     init ``w_S = init_scale``, ``h_S = sqrt(κ_S) w_S`` (``S ≠ ∅``): the Gram structure of a small random
     init (``E[HᵀH] ∝ K_x``, ``E[WWᵀ] ∝ I``) without its noise. Where the reduction does not apply (designs
     other than one-hot factorial/hierarchical, ``dim < K - 1``) or ``method="full"``, the full
@@ -496,11 +497,11 @@ def predict_phases(
     The times are then read off by :func:`detect_phases` on the run's trajectory, so predicted and detected
     phases share their definitions. Times are saved on a log grid with ``points_per_decade`` points per
     decade from ``min(1e-2, t1/1000)`` to ``t1`` (``curves["ts"]``); a full flow on the same grid from
-    ``stats["init"]`` (via :func:`~ufmtheory.reduced.aligned_full_init`) gives the same phases.
+    ``stats["init"]`` (via :func:`~ufmtheory.solvers.reduced.aligned_full_init`) gives the same phases.
 
     Args:
         problem: :class:`~ufmtheory.UFM`, :class:`~ufmtheory.ModifiedUFM` or a
-            :class:`~ufmtheory.reduced.ReducedProblem` (no K×K design needed: K = 10⁶ is fine).
+            :class:`~ufmtheory.solvers.reduced.ReducedProblem` (no K×K design needed: K = 10⁶ is fine).
         t1: final time; ``None`` (default): start at ten times the closed-form estimate (rounded up to a
             power of 10) and extend by factors of 10 until the collapse and the ETF time are found (or there
             is no semantic phase and the ETF time is found) with a decade of margin, or ``t_max`` is reached.
@@ -563,7 +564,7 @@ def predict_phases(
             method_name = f"full-aligned ({reason})"
             rp = rp if rp is not None else (rp_twin if radius is None else None)
         else:
-            from .init import small
+            from ufmtheory.solvers.init import small
 
             init = small(problem, init_scale, seed=0)
             if radius is not None and "E" in init:
@@ -589,7 +590,7 @@ def predict_phases(
             assert rp is not None
             traj = _reduced(rp, horizon, init=init, saveat=grid).trajectory
         else:
-            from .flow import gradient_flow
+            from ufmtheory.solvers.flow import gradient_flow
 
             traj = gradient_flow(problem, horizon, init=init, saveat=grid)
         evaluations += int(traj.stats.get("evaluations", 0))

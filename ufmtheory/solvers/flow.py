@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
 
-from .trajectory import Trajectory, log_grid
+from ufmtheory.trajectory import Trajectory, log_grid
 
 __all__ = ["gradient_flow", "gradient_descent", "resolve_init", "choose_method"]
 
@@ -43,7 +43,7 @@ def choose_method(method: str, n_params: int) -> str:
 def resolve_init(problem: Any, init: Any) -> np.ndarray:
     """Flat float64 parameter vector from ``init``: a dict of blocks, a flat array, or ``None``
     (small random init, scale 1e-3, seed 0)."""
-    from . import init as init_mod
+    from ufmtheory.solvers import init as init_mod
 
     if init is None:
         init = init_mod.small(problem, scale=1e-3, seed=0)

@@ -28,8 +28,8 @@ cvxpy is imported inside the solving functions only, so ``import ufmtheory`` sta
 
 Example:
     >>> import numpy as np
-    >>> from ufmtheory import designs, svm
-    >>> res = svm.nn_svm(designs.factorial((3,)))  # balanced one-hot, K = 3: L = I - J/3
+    >>> from ufmtheory import designs, programs
+    >>> res = programs.nn_svm(designs.factorial((3,)))  # balanced one-hot, K = 3: L = I - J/3
     >>> res.status, round(res.objective, 5)
     ('optimal', 2.0)
 """
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from .designs import Design
+from ufmtheory.designs import Design
 
 __all__ = [
     "ConvexResult",
@@ -630,9 +630,9 @@ def regularization_path(
     Returns:
         :class:`RegularizationPath`.
     """
-    from . import init as init_mod
-    from .flow import gradient_flow
-    from .models import UFM
+    from ufmtheory.models import UFM
+    from ufmtheory.solvers import init as init_mod
+    from ufmtheory.solvers.flow import gradient_flow
 
     if type(problem) is not UFM:
         raise TypeError(f"problem must be a standard ufmtheory.UFM, got {type(problem).__name__}")

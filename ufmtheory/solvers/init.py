@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .models import check_nonnegative
+from ufmtheory.models import check_nonnegative
 
 __all__ = ["small", "aligned", "centred_labels"]
 

@@ -8,8 +8,8 @@ exact reduced ODE (through the semantic plateau and the collapse) and detected o
 the same aligned initialisation. It writes Gram heatmaps at several times, ETF-distance/loss curves, the
 phase figures (PNG) and ``results.json``. It then trains the baseline transformer (2 layers, width 64,
 AdamW lr 1e-3, :data:`DEMO_STEPS` steps, one thread) on the same design and compares it with both theory
-runs (:func:`ufmtheory.compare.compare`: fitted time map, curve errors, phase times in steps, best variant
-of :func:`ufmtheory.compare.variant_grid`): Gram heatmaps of all three runs over time, the overlaid
+runs (:func:`ufmtheory.analysis.compare`: fitted time map, curve errors, phase times in steps, best variant
+of :func:`ufmtheory.analysis.compare.variant_grid`): Gram heatmaps of all three runs over time, the overlaid
 semantic-strength curves (``strength_overlay.png``), sections ``"transformer"`` and ``"comparison"`` of
 ``results.json`` and a self-contained ``report.html``. ``--no-transformer`` skips the transformer.
 
@@ -17,7 +17,7 @@ semantic-strength curves (``strength_overlay.png``), sections ``"transformer"`` 
 :data:`TRAIN_SCHEMA`), saves the trajectory (``Trajectory.save``) and prints its phase table in steps.
 
 ``ufm compare THEORY MODEL --design CONFIG [--out FILE]`` compares two saved trajectories and prints the
-:class:`~ufmtheory.compare.Comparison` table.
+:class:`~ufmtheory.analysis.compare.Comparison` table.
 
 ``ufm predict CONFIG [--out FILE]`` prints the predicted phase times of the problem described by the JSON
 file CONFIG (schema: :data:`PREDICT_SCHEMA`) and optionally writes them as JSON. A bad config (of any
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ._format import format_number as _fmt
+from ufmtheory._format import format_number as _fmt
 
 __all__ = [
     "main",
@@ -87,7 +87,7 @@ class ConfigError(ValueError):
 def _save_figure(fig: Any, path: Path) -> None:
     import io
 
-    from .trajectory import atomic_write_bytes
+    from ufmtheory._io import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
@@ -107,14 +107,14 @@ def run_demo(
     """Run the demo and write its figures, ``results.json`` and ``report.html`` into ``out``.
 
     With ``transformer_steps`` (default :data:`DEMO_STEPS`; ``None`` skips it) the baseline transformer is
-    trained on the same design and compared with the theory runs (:func:`ufmtheory.compare.compare`):
+    trained on the same design and compared with the theory runs (:func:`ufmtheory.analysis.compare.compare`):
     sections ``"transformer"`` and ``"comparison"`` of the results.
 
     Returns the results dictionary (also written to ``out/results.json``).
     """
     import ufmtheory as ut
     from ufmtheory import metrics, plotting
-    from ufmtheory.trajectory import atomic_write_bytes
+    from ufmtheory._io import atomic_write_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +188,7 @@ def run_demo(
         )
         figures += extra
 
-    from .report import write_report
+    from ufmtheory.report import write_report
 
     results["files"] = sorted(
         {p.name for p in out.iterdir() if not p.name.startswith(".")} | {"results.json", "report.html"}
@@ -214,7 +214,7 @@ def _json_default(value: Any) -> Any:
 
 def _plateau_cosines(G: np.ndarray, X: np.ndarray) -> dict[str, float]:
     """Mean centred cosine of pairs sharing exactly one attribute and of pairs sharing none."""
-    from .metrics import centered, cosine
+    from ufmtheory.metrics import centered, cosine
 
     C = cosine(centered(G))
     shared = X.T @ X
@@ -230,8 +230,8 @@ def _demo_modified(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     import ufmtheory as ut
     from ufmtheory import plotting
-    from ufmtheory.phases import detect_phases, predict_phases
-    from ufmtheory.reduced import aligned_full_init
+    from ufmtheory.analysis.phases import detect_phases, predict_phases
+    from ufmtheory.solvers.reduced import aligned_full_init
 
     K = design.m
     mod = ut.ModifiedUFM(design, dim=K, alpha=1.0, beta=1.0, ridge="H", lam_W=lam, lam_H=lam)
@@ -301,9 +301,9 @@ def _demo_transformer(
     import dataclasses
 
     from ufmtheory import plotting
+    from ufmtheory.analysis.compare import compare, variant_grid
+    from ufmtheory.analysis.phases import detect_phases
     from ufmtheory.baseline import TrainConfig, train
-    from ufmtheory.compare import compare, variant_grid
-    from ufmtheory.phases import detect_phases
 
     config = TrainConfig(steps=steps, n_layers=2, width=64, n_heads=4, lr=1e-3, num_threads=1, seed=0)
     start = time.perf_counter()
@@ -599,7 +599,8 @@ def _build_problem(cfg: dict[str, Any]) -> tuple[Any, str]:
     import math
 
     import ufmtheory as ut
-    from ufmtheory.reduced import MATERIALISE_MAX_K, ReducedProblem, factorial_scheme, hierarchical_scheme
+    from ufmtheory.algebra.schemes import factorial_scheme, hierarchical_scheme
+    from ufmtheory.solvers.reduced import MATERIALISE_MAX_K, ReducedProblem
 
     d, m = cfg["design"], cfg["model"]
     if d["kind"] == "factorial":
@@ -646,7 +647,7 @@ def run_predict(cfg: dict[str, Any]) -> dict[str, Any]:
     Returns:
         ``{"config", "problem" (a description), "phases": {which: Phases.as_dict()}}``.
     """
-    from ufmtheory.phases import predict_phases
+    from ufmtheory.analysis.phases import predict_phases
 
     problem, desc = _build_problem(cfg)
     whichs = ("H", "W") if cfg["which"] == "both" else (cfg["which"],)
@@ -759,8 +760,8 @@ def run_train(cfg: dict[str, Any], out: Path | None = None) -> tuple[Any, dict[s
         ``(trajectory, {which: Phases})``; the trajectory is saved with ``Trajectory.save(out)`` when
         ``out`` is given.
     """
+    from ufmtheory.analysis.phases import detect_phases
     from ufmtheory.baseline import TrainConfig, train
-    from ufmtheory.phases import detect_phases
 
     design = _make_design(cfg["design"])
     traj = train(design, TrainConfig(**cfg["train"]))
@@ -798,8 +799,8 @@ def _load_trajectory(path: Path, name: str) -> Any:
 
 
 def run_compare(theory: Path, model: Path, design_config: Path, which: str = "both") -> Any:
-    """:func:`ufmtheory.compare.compare` of two saved trajectories on the design of ``design_config``."""
-    from ufmtheory.compare import compare
+    """:func:`ufmtheory.analysis.compare` of two saved trajectories on the design of ``design_config``."""
+    from ufmtheory.analysis.compare import compare
 
     design = load_design_config(design_config)
     th = _load_trajectory(theory, "THEORY")
@@ -896,7 +897,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         _print_predict(result)
         if args.out is not None:
-            from .trajectory import atomic_write_bytes
+            from ufmtheory._io import atomic_write_bytes
 
             atomic_write_bytes(args.out, json.dumps(result, indent=2, default=_json_default).encode())
             print(f"  wrote {args.out}")
@@ -926,7 +927,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ufm compare: {args.theory} vs {args.model}")
         print(cmp.table())
         if args.out is not None:
-            from .trajectory import atomic_write_bytes
+            from ufmtheory._io import atomic_write_bytes
 
             atomic_write_bytes(args.out, json.dumps(cmp.as_dict(), indent=2, default=_json_default).encode())
             print(f"  wrote {args.out}")

@@ -1,9 +1,16 @@
-"""Exact symmetric reductions of the (modified) UFM flow: association-scheme coefficients (THEORY.md s. 4).
+"""Solvers: gradient flow and descent on the full parameters, and the exact reduced (association-scheme) flow.
+
+:func:`gradient_flow`, :func:`gradient_descent` (:mod:`.flow`) integrate the full UFM / modified UFM;
+:func:`reduced_solve` (:mod:`.reduced`) integrates the exact symmetric reduction (docs: Theory §5);
+:mod:`.init` holds the initialisers, :mod:`.linear` the early-phase closed forms, :mod:`.symbolic` the
+sympy-derived reduced right-hand sides.
+
+Exact symmetric reductions of the (modified) UFM flow: association-scheme coefficients.
 
 For one-hot factorial and hierarchical designs with aligned initialisation, the logits, ``HᵀH`` and ``WWᵀ``
 stay in the Bose-Mesner algebra of the design's association scheme, spanned by orthogonal projectors
 ``P_S``. Writing ``W = Σ w_S P_S``, ``H = Σ h_S P_S`` the flow becomes an ODE on ``2 n_S`` coefficients
-whose right-hand side (derived with sympy in :mod:`ufmtheory.symbolic`) costs ``O(n_S n_r)`` per call,
+whose right-hand side (derived with sympy in :mod:`ufmtheory.solvers.symbolic`) costs ``O(n_S n_r)`` per call,
 independent of K: the 1000×1000 factorial design (K = 10⁶) has 4 projectors and 4 relation classes.
 
 * Factorial sizes ``A_1..A_F``: ``P_S = ⊗_{f∈S}(I - J/A_f) ⊗_{f∉S} J/A_f`` for ``S ⊆ [F]``; relation of
@@ -14,7 +21,8 @@ independent of K: the 1000×1000 factorial design (K = 10⁶) has 4 projectors a
 
 Example:
     >>> import ufmtheory as ut
-    >>> from ufmtheory.reduced import reduced_solve, scheme
+    >>> from ufmtheory.solvers import reduced_solve
+    >>> from ufmtheory.algebra import scheme
     >>> prob = ut.ModifiedUFM(ut.designs.factorial((2, 3)), dim=6, alpha=1.0, beta=1.0, lam_W=1e-3,
     ...                       lam_H=1e-3)
     >>> scheme(prob.design).labels
@@ -26,7 +34,7 @@ Example:
 Large designs give a structured :class:`~ufmtheory.Trajectory` (Grams as coefficients on the projectors,
 see :class:`~ufmtheory.trajectory.StructuredGrams`) whose metrics come from the coefficients:
 
-    >>> rp = ReducedProblem.from_parts(factorial_scheme((1000, 1000)), alpha=1.0, beta=1.0)
+    >>> rp = ReducedProblem.from_parts(ut.algebra.factorial_scheme((1000, 1000)), alpha=1.0, beta=1.0)
     >>> traj = reduced_flow(rp, 1e6, saveat=20)
     >>> traj.structured, traj.gram_H.shape, traj.gram_H.coefficients.shape
     (True, (21, 1000000, 1000000), (21, 4))
@@ -35,8 +43,9 @@ see :class:`~ufmtheory.trajectory.StructuredGrams`) whose metrics come from the 
     True
 """
 
-from .schemes import AssociationScheme, factorial_scheme, hierarchical_scheme, scheme, scheme_from_description
-from .solve import (
+from ufmtheory.solvers import init, linear
+from ufmtheory.solvers.flow import choose_method, gradient_descent, gradient_flow
+from ufmtheory.solvers.reduced import (
     MATERIALISE_MAX_K,
     ReducedProblem,
     ReducedSolution,
@@ -47,13 +56,13 @@ from .solve import (
 )
 
 __all__ = [
-    "AssociationScheme",
+    "init",
+    "linear",
+    "choose_method",
+    "gradient_flow",
+    "gradient_descent",
     "ReducedProblem",
     "ReducedSolution",
-    "scheme",
-    "factorial_scheme",
-    "hierarchical_scheme",
-    "scheme_from_description",
     "reduced_solve",
     "reduced_flow",
     "aligned_full_init",

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from ..models import UFM, ModifiedUFM, check_nonnegative
-from ..trajectory import GramTooLargeError, StructuredGrams, Trajectory, log_grid
-from .schemes import AssociationScheme, scheme
+from ufmtheory.algebra.schemes import AssociationScheme, scheme
+from ufmtheory.algebra.structured import GramTooLargeError, StructuredGrams
+from ufmtheory.models import UFM, ModifiedUFM, check_nonnegative
+from ufmtheory.trajectory import Trajectory, log_grid
 
 if TYPE_CHECKING:  # sympy is imported only when a reduced flow is first compiled (fast package import)
-    from ..symbolic import CompiledReduced
+    from ufmtheory.solvers.symbolic import CompiledReduced
 
 __all__ = [
     "ReducedProblem",
@@ -311,7 +312,7 @@ def reduced_solve(
         method = "LSODA" if stiff else "DOP853"
     w0, h0 = _initial_coefficients(rp, init, init_scale, init_ratio)
     ts = _resolve_saveat(saveat, t1)
-    from ..symbolic import compile_reduced
+    from ufmtheory.solvers.symbolic import compile_reduced
 
     radius = rp.normalize
     fn: CompiledReduced = compile_reduced(

@@ -22,7 +22,7 @@ irreducibly on each ``P_S``), so the logits are ``L = Σ_S ℓ_S P_S`` and the p
 
 Example (3×3 grid, α = 2 > β = 1: the attribute-only "semantic" geometry wins)::
 
-    >>> from ufmtheory.reduced import factorial_scheme
+    >>> from ufmtheory.algebra import factorial_scheme
     >>> sch = factorial_scheme((3, 3))
     >>> res = end_state_lp(sch, sch.kernel_eigenvalues(2.0, 1.0))
     >>> {S: round(v, 6) for S, v in res.ell.items()}
@@ -43,19 +43,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linprog, minimize, root
 
-from .reduced import AssociationScheme
-from .svm import (
-    ConvexResult,
-    ProxyGap,
-    centred_support_proxy,
-    choose_solver,
-    in_support_logits,
-    nn_svm,
-    proxy_gap,
-    sel_matrix,
-    support_matrix,
-    uf_svm,
-)
+from ufmtheory.algebra.schemes import AssociationScheme
 
 __all__ = [
     "LPResult",
@@ -67,17 +55,6 @@ __all__ = [
     "margins",
     "interaction_mask",
     "reduced_ce",
-    # nuclear-norm / max-margin programmes for imbalanced and soft-label designs (ufmtheory.svm)
-    "ConvexResult",
-    "ProxyGap",
-    "nn_svm",
-    "uf_svm",
-    "in_support_logits",
-    "centred_support_proxy",
-    "sel_matrix",
-    "proxy_gap",
-    "support_matrix",
-    "choose_solver",
 ]
 
 _LINPROG_STATUS = {
@@ -167,7 +144,7 @@ class RegularisedEndState:
 # -- small pure helpers ------------------------------------------------------------------------------
 def _check_scheme(scheme: Any) -> AssociationScheme:
     if not isinstance(scheme, AssociationScheme):
-        raise TypeError(f"scheme must be an AssociationScheme (ufmtheory.reduced.scheme), got {type(scheme)}")
+        raise TypeError(f"scheme must be an AssociationScheme (ufmtheory.algebra.scheme), got {type(scheme)}")
     table = scheme.table
     if scheme.counts[0] != 1 or not np.allclose(table[0], 1.0 / scheme.K, rtol=0, atol=1e-15):
         raise ValueError("scheme must be in normal form: relation 0 the identity, projector 0 equal to J/K")
@@ -202,7 +179,7 @@ def interaction_mask(scheme: AssociationScheme) -> np.ndarray:
     the modes with ``κ_S = β²``; main effects / internal levels carry attribute energy.
 
     Example:
-        >>> from ufmtheory.reduced import factorial_scheme
+        >>> from ufmtheory.algebra import factorial_scheme
         >>> interaction_mask(factorial_scheme((2, 2, 2))).astype(int).tolist()
         [0, 0, 0, 1, 0, 1, 1, 1]
     """
@@ -215,7 +192,7 @@ def lp_weights(scheme: AssociationScheme, kappa: Any, objective: str = "E") -> n
     """(n_S,) objective weights ``m_S / sqrt κ_S`` (``"E"``) or ``m_S`` (``"H"``); ``inf`` where ``κ_S = 0``.
 
     Example:
-        >>> from ufmtheory.reduced import factorial_scheme
+        >>> from ufmtheory.algebra import factorial_scheme
         >>> lp_weights(factorial_scheme((2, 3)), [1.0, 4.0, 9.0, 1.0]).tolist()
         [1.0, 0.5, 0.6666666666666666, 2.0]
     """
@@ -245,7 +222,7 @@ def lp_cost(scheme: AssociationScheme, kappa: Any, ell: Any, objective: str = "E
     A mode with ``κ_S = 0`` costs ``inf`` unless its ``ℓ_S`` is 0.
 
     Example (ETF on a 2×2 grid with the standard UFM weights: ``Σ m_S = K - 1``):
-        >>> from ufmtheory.reduced import factorial_scheme
+        >>> from ufmtheory.algebra import factorial_scheme
         >>> lp_cost(factorial_scheme((2, 2)), None, [0, 1, 1, 1], objective="H")
         3.0
     """
@@ -285,7 +262,7 @@ def end_state_lp(
     are held at 0 (``fix_zero`` = the interaction modes gives the best semantic point).
 
     Args:
-        scheme: the design's association scheme (:func:`ufmtheory.reduced.scheme`).
+        scheme: the design's association scheme (:func:`ufmtheory.algebra.scheme`).
         kappa: (n_S,) kernel eigenvalues ``κ_S`` (``scheme.kernel_eigenvalues(alpha, beta)``); may be
             ``None`` for ``objective="H"`` (then no mode is fixed by κ).
         objective: ``"E"`` or ``"H"``.
@@ -300,7 +277,7 @@ def end_state_lp(
             solver failed; the message carries the solver's.
 
     Example (standard UFM weights give the ETF, ``ℓ_S = 1``):
-        >>> from ufmtheory.reduced import factorial_scheme
+        >>> from ufmtheory.algebra import factorial_scheme
         >>> res = end_state_lp(factorial_scheme((2, 3)), None, objective="H")
         >>> [round(v, 9) for v in res.ell.values()], round(res.objective, 9)
         ([0.0, 1.0, 1.0, 1.0], 5.0)
@@ -403,7 +380,7 @@ def regularised_end_state(
         that, the caller decides).
 
     Example (standard UFM weights: Zhu's ``x* = ln(1/ε - (K - 1))`` with ``ε = 0.01``, K = 4):
-        >>> from ufmtheory.reduced import factorial_scheme
+        >>> from ufmtheory.algebra import factorial_scheme
         >>> r = regularised_end_state(factorial_scheme((2, 2)), None, 0.01, objective="H")
         >>> [round(v, 8) for v in r.ell.values()], round(math.log(97), 8)
         ([0.0, 4.57471098, 4.57471098, 4.57471098], 4.57471098)

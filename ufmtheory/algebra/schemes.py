@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..designs import Design
+from ufmtheory.designs import Design
 
 __all__ = [
     "AssociationScheme",

@@ -16,7 +16,7 @@ best of a few maps that align the peaks of the two strength curves.
 After the map, per-metric curve errors are the RMS differences over those snapshots for the semantic
 strength, the ETF distance and the shared-attribute gap (mean centred cosine of pairs sharing an attribute
 minus pairs sharing none), each for H (contexts) and W (labels). Phase times detected on the theory
-(:func:`~ufmtheory.phases.detect_phases`) are mapped to steps (``s = exp((log t - a)/b)``) and set beside
+(:func:`~ufmtheory.analysis.detect_phases`) are mapped to steps (``s = exp((log t - a)/b)``) and set beside
 those detected on the model.
 
 With ``variants`` (modified-UFM problems or their trajectories, e.g. from :func:`variant_grid`) every
@@ -46,12 +46,12 @@ from typing import Any
 
 import numpy as np
 
-from ._format import finite_or_none as _num
-from ._format import format_number as _fmt
-from ._format import to_jsonable
-from .models import UFM
-from .phases import PHASE_NAMES, Phases, detect_phases, predict_phases
-from .trajectory import Trajectory
+from ufmtheory._format import finite_or_none as _num
+from ufmtheory._format import format_number as _fmt
+from ufmtheory._format import to_jsonable
+from ufmtheory.analysis.phases import PHASE_NAMES, Phases, detect_phases, predict_phases
+from ufmtheory.models import UFM
+from ufmtheory.trajectory import Trajectory
 
 __all__ = ["Comparison", "VariantFit", "compare", "variant_grid", "CURVE_METRICS"]
 
@@ -102,7 +102,7 @@ class Comparison:
         n_overlap: snapshots (steps > 0) whose mapped times lie in the theory's saved range.
         predicted: ``{which: {phase: step or None}}``: phase times detected on the theory, mapped to steps.
         measured: ``{which: {phase: step or None}}``: phase times detected on the model.
-        theory_phases, model_phases: the :class:`~ufmtheory.phases.Phases` behind them (theory time unit /
+        theory_phases, model_phases: the :class:`~ufmtheory.analysis.Phases` behind them (theory time unit /
             steps), with their curves.
         variants: per-variant fits (empty without ``variants``), in the order given.
         best_variant: the name of the variant with the lowest total error (``None`` without variants).
@@ -400,8 +400,8 @@ def compare(
 
     Args:
         theory: a :class:`~ufmtheory.Trajectory` (gradient-flow time), a predicted
-            :class:`~ufmtheory.phases.Phases` carrying its trajectory, or a (modified) UFM problem (its
-            phases are predicted with :func:`~ufmtheory.phases.predict_phases`).
+            :class:`~ufmtheory.analysis.Phases` carrying its trajectory, or a (modified) UFM problem (its
+            phases are predicted with :func:`~ufmtheory.analysis.phases.predict_phases`).
         model: the trained model's :class:`~ufmtheory.Trajectory` (``time_unit="step"``, e.g. from
             :func:`ufmtheory.baseline.train`); any time unit is accepted.
         design: the design both ran on (its attributes define the semantic metrics).
@@ -500,7 +500,7 @@ def variant_grid(
     Returns:
         ``{name: ModifiedUFM}`` (names as in :attr:`Comparison.variants`).
     """
-    from .models import ModifiedUFM
+    from ufmtheory.models import ModifiedUFM
 
     K = design.m
     d = dim or K

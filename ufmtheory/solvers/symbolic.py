@@ -1,4 +1,4 @@
-"""sympy derivations for the exact symmetric reductions, lambdified to numpy for :mod:`ufmtheory.reduced`.
+"""sympy derivations for the exact symmetric reductions, lambdified to numpy for the reduced solver.
 
 A symmetric association scheme on K points (THEORY.md section 4, "Exact symmetric reduction") is given by
 its relation classes ``r`` (class 0 is the identity relation, ``n_0 = 1``) with valencies ``n_r``, its

@@ -1,0 +1,1 @@
+"""Experiments built from the layers below: the demo, studies and sweeps."""
