@@ -16,7 +16,7 @@ import numpy as np
 
 from ufmtheory.models import check_nonnegative
 
-__all__ = ["small", "aligned", "centred_labels"]
+__all__ = ["small", "normal", "aligned", "centred_labels"]
 
 
 def _check_scale(scale: Any) -> float:
@@ -46,6 +46,50 @@ def small(problem: Any, scale: float = 1e-3, seed: int | np.random.Generator = 0
     scale = _check_scale(scale)
     rng = np.random.default_rng(seed)
     return {name: scale * rng.standard_normal(shape) for name, shape in problem.param_shapes.items()}
+
+
+def _check_std(name: str, value: Any) -> float:
+    value = check_nonnegative(name, value)
+    if value == 0:
+        raise ValueError(f"{name} must be > 0 (the origin is a critical point)")
+    return value
+
+
+def normal(
+    problem: Any, std: float | dict[str, float] = 0.02, seed: int | np.random.Generator = 0
+) -> dict[str, np.ndarray]:
+    """The baseline GPT's initialisation: every entry ~ N(0, std²), default ``std = 0.02``.
+
+    The GPT draws its token embeddings and unembedding from N(0, 0.02²); a context's residual stream is the
+    sum of its tokens' embeddings, which is ``E X̃`` of the modified UFM with ``E`` drawn the same way. So
+    ``normal(ModifiedUFM(...), 0.02)`` starts the theory where the trained model starts (for
+    :func:`ufmtheory.optimize` on the model's own clock).
+
+    Args:
+        problem: a problem with ``param_shapes``.
+        std: standard deviation (> 0), or ``{block: std}`` for every block (e.g. ``{"W": 0.02, "E": 0.02}``).
+        seed: integer seed or ``numpy.random.Generator``.
+
+    Returns:
+        ``{name: array}`` with the shapes of ``problem.param_shapes``.
+
+    Example:
+        >>> import ufmtheory as ut
+        >>> prob = ut.ModifiedUFM(ut.designs.factorial((2, 2)), dim=64)
+        >>> p = ut.init.normal(prob, 0.02, seed=0)
+        >>> {k: v.shape for k, v in p.items()}, round(float(p["E"].std()), 2)
+        ({'W': (4, 64), 'E': (64, 8)}, 0.02)
+    """
+    shapes = problem.param_shapes
+    if isinstance(std, dict):
+        if set(std) != set(shapes):
+            raise ValueError(f"std as a dict must have exactly the blocks {list(shapes)}, got {list(std)}")
+        stds = {k: _check_std(f"std[{k!r}]", v) for k, v in std.items()}
+    else:
+        s = _check_std("std", std)
+        stds = {k: s for k in shapes}
+    rng = np.random.default_rng(seed)
+    return {name: stds[name] * rng.standard_normal(shape) for name, shape in shapes.items()}
 
 
 def centred_labels(design: Any) -> np.ndarray:
