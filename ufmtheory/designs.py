@@ -17,13 +17,15 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from dataclasses import dataclass, field
+import math
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "DENSE_MAX_BYTES",
     "Design",
     "factorial",
     "hierarchical",
@@ -33,12 +35,25 @@ __all__ = [
 ]
 
 _COLUMN_SUM_TOL = 1e-8
+# Largest dense label / attribute matrix a Design materialises on request (Y: (V, m), X: (p, m), float64).
+# Larger designs keep their labels and attributes as index arrays; see :class:`Design`.
+DENSE_MAX_BYTES = 512 * 1024**2
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PiB"  # pragma: no cover
 
 
 def _as_float_matrix(name: str, value: Any, ndim: int = 2) -> np.ndarray:
+    if isinstance(value, str | bytes):
+        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}")
     try:
         arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}") from exc
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
@@ -47,9 +62,29 @@ def _as_float_matrix(name: str, value: Any, ndim: int = 2) -> np.ndarray:
     return arr
 
 
-@dataclass(frozen=True, eq=False)
+def _check_count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _as_index_array(name: str, value: Any, ndim: int, upper: int) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    if arr.size and (arr.min() < 0 or arr.max() >= upper):
+        raise ValueError(f"{name} entries must lie in [0, {upper}), got range [{arr.min()}, {arr.max()}]")
+    out = arr.astype(np.int64, copy=True)
+    out.setflags(write=False)
+    return out
+
+
 class Design:
-    """A co-occurrence design (THEORY.md section 2).
+    """A co-occurrence design (docs: Theory §2).
 
     Attributes:
         Y: (V, m) next-token distributions; column j is the label distribution of context j and sums to 1.
@@ -59,106 +94,325 @@ class Design:
             exclusive in factorial designs; in hierarchical designs the group is the tree level).
         factor_sizes: number of values of each factor (factorial), or ``None``.
         kind: which constructor made the design (``"factorial"``, ``"hierarchical"``, ...).
-        context_names, label_names, attribute_names: readable names for contexts, tokens, attributes.
+        context_names, label_names, attribute_names: readable names for contexts, tokens, attributes
+            (built on first access).
         params: constructor arguments (for reports and for reduced solvers that exploit the structure).
+        labels: (m,) the token of each context when labels are one-hot and held implicitly, else ``None``.
+        attributes: (m, k) the attribute rows each context carries (k per context) when the code is held
+            implicitly, else ``None``.
+
+    A design is built either from dense ``Y`` and ``X`` or, for one-hot designs of any size, from index
+    arrays: ``labels`` (with ``V``) instead of ``Y`` and ``attributes`` (with ``p``) instead of ``X``.
+    The constructors :func:`factorial`, :func:`hierarchical` and :func:`random_attributes` use index arrays,
+    so ``factorial((1000, 1000))`` (K = 10⁶) costs a few MB; ``Y`` and ``X`` are then materialised on first
+    access and refused with a ``ValueError`` saying how large they would be when they exceed
+    :data:`DENSE_MAX_BYTES` (the reduced solvers, end states and structured metrics never need them).
+
+    Designs are immutable: assigning an attribute raises ``dataclasses.FrozenInstanceError``.
     """
 
-    Y: np.ndarray
-    X: np.ndarray
-    pi: np.ndarray | None = None
-    groups: tuple[int, ...] | None = None
-    factor_sizes: tuple[int, ...] | None = None
-    kind: str = "custom"
-    context_names: tuple[str, ...] | None = None
-    label_names: tuple[str, ...] | None = None
-    attribute_names: tuple[str, ...] | None = None
-    params: dict[str, Any] = field(default_factory=dict)
+    __slots__ = (
+        "_Y", "_X", "_labels", "_attributes", "_V", "_p", "_m", "_pi", "groups", "factor_sizes", "kind",
+        "_names", "params",
+    )  # fmt: skip
 
-    def __post_init__(self) -> None:
-        Y = _as_float_matrix("Y", self.Y)
-        V, m = Y.shape
-        if V < 2 or m < 1:
+    def __init__(
+        self,
+        Y: Any = None,
+        X: Any = None,
+        pi: Any = None,
+        groups: Any = None,
+        factor_sizes: Any = None,
+        kind: str = "custom",
+        context_names: Any = None,
+        label_names: Any = None,
+        attribute_names: Any = None,
+        params: dict[str, Any] | None = None,
+        *,
+        labels: Any = None,
+        V: int | None = None,
+        attributes: Any = None,
+        p: int | None = None,
+        m: int | None = None,
+    ) -> None:
+        set_ = object.__setattr__
+        # -- labels: dense Y, or one-hot index array `labels` with vocabulary size V
+        m_given = m
+        if (Y is None) == (labels is None):
             raise ValueError(
-                f"Y must have at least 2 rows (tokens) and 1 column (context), got shape {Y.shape}"
+                "give exactly one of Y (dense (V, m) distributions) or labels (one token per context)"
             )
-        if np.any(Y < 0):
-            raise ValueError("Y must be non-negative (columns are next-token distributions)")
-        col_sums = Y.sum(axis=0)
-        bad = np.flatnonzero(np.abs(col_sums - 1.0) > _COLUMN_SUM_TOL)
-        if bad.size:
-            raise ValueError(
-                f"Y columns must sum to 1; column {int(bad[0])} sums to {col_sums[bad[0]]:.6g}"
-                f" ({bad.size} bad column(s))"
-            )
-        X = _as_float_matrix("X", self.X)
-        if X.shape[1] != m:
-            raise ValueError(f"X must have m = {m} columns (one per context, like Y), got shape {X.shape}")
-        if not np.all((X == 0) | (X == 1)):
-            raise ValueError("X must be a binary (0/1) attribute code")
-        if self.pi is None:
-            pi = np.full(m, 1.0 / m)
+        if Y is not None:
+            if V is not None:
+                raise ValueError("V is implied by Y's shape; give V only with labels")
+            Yd = _as_float_matrix("Y", Y)
+            Vn, m = Yd.shape
+            if Vn < 2 or m < 1:
+                raise ValueError(
+                    f"Y must have at least 2 rows (tokens) and 1 column (context), got shape {Yd.shape}"
+                )
+            if np.any(Yd < 0):
+                raise ValueError("Y must be non-negative (columns are next-token distributions)")
+            col_sums = Yd.sum(axis=0)
+            bad = np.flatnonzero(np.abs(col_sums - 1.0) > _COLUMN_SUM_TOL)
+            if bad.size:
+                raise ValueError(
+                    f"Y columns must sum to 1; column {int(bad[0])} sums to {col_sums[bad[0]]:.6g}"
+                    f" ({bad.size} bad column(s))"
+                )
+            Yd.setflags(write=False)
+            set_(self, "_Y", Yd)
+            set_(self, "_labels", None)
+        elif isinstance(labels, str):
+            if labels != "identity" or m is None:
+                raise ValueError('labels as a string must be "identity" (Y = I), given with m')
+            m = _check_count("m", m, 1)
+            Vn = m if V is None else _check_count("V", V, 2)
+            if Vn != m:
+                raise ValueError(f'labels="identity" needs V = m, got V={Vn}, m={m}')
+            set_(self, "_Y", None)
+            set_(self, "_labels", "identity")
         else:
-            pi = _as_float_matrix("pi", self.pi, ndim=1)
-            if pi.shape != (m,):
-                raise ValueError(f"pi must have shape (m,) = ({m},), got {pi.shape}")
-            if np.any(pi <= 0):
+            if V is None or isinstance(V, bool) or not isinstance(V, int | np.integer):
+                raise TypeError(f"V must be an integer (vocabulary size) when labels are given, got {V!r}")
+            Vn = int(V)
+            if Vn < 2:
+                raise ValueError(f"V must be >= 2, got {Vn}")
+            lab = _as_index_array("labels", labels, 1, Vn)
+            m = lab.size
+            if m < 1:
+                raise ValueError("labels must name at least one context")
+            set_(self, "_Y", None)
+            set_(self, "_labels", lab)
+        if m_given is not None and m_given != m:
+            raise ValueError(f"m = {m_given} disagrees with the {m} contexts of the labels")
+        set_(self, "_V", int(Vn))
+        # -- attributes: dense X, or (m, k) index array `attributes` with p attribute rows
+        if X is not None and attributes is not None:
+            raise ValueError("give at most one of X (dense (p, m) code) or attributes ((m, k) indices)")
+        if callable(attributes):
+            # built on first use by a constructor of this module (trusted: not re-validated)
+            set_(self, "_X", None)
+            set_(self, "_attributes", attributes)
+            pn = _check_count("p", p, 0)
+        elif attributes is not None:
+            if p is None or isinstance(p, bool) or not isinstance(p, int | np.integer):
+                raise TypeError(f"p must be an integer (attribute rows) when attributes are given, got {p!r}")
+            pn = int(p)
+            if pn < 0:
+                raise ValueError(f"p must be >= 0, got {pn}")
+            att = _as_index_array("attributes", attributes, 2, max(pn, 1))
+            if att.shape[0] != m:
+                raise ValueError(f"attributes must have m = {m} rows (one per context), got {att.shape}")
+            if att.shape[1] > 1 and np.any(np.diff(np.sort(att, axis=1), axis=1) == 0):
+                raise ValueError("attributes must not repeat an attribute within a context")
+            set_(self, "_X", None)
+            set_(self, "_attributes", att)
+        else:
+            if p is not None:
+                raise ValueError("p is implied by X's shape; give p only with attributes")
+            Xd = _as_float_matrix("X", np.zeros((0, m)) if X is None else X)
+            if Xd.shape[1] != m:
+                raise ValueError(
+                    f"X must have m = {m} columns (one per context, like Y), got shape {Xd.shape}"
+                )
+            if not np.all((Xd == 0) | (Xd == 1)):
+                raise ValueError("X must be a binary (0/1) attribute code")
+            Xd.setflags(write=False)
+            set_(self, "_X", Xd)
+            set_(self, "_attributes", None)
+            pn = Xd.shape[0]
+        set_(self, "_p", int(pn))
+        set_(self, "_m", int(m))
+        # -- weights (None: uniform, built on first access)
+        if pi is None:
+            w = None
+        else:
+            w = _as_float_matrix("pi", pi, ndim=1)
+            if w.shape != (m,):
+                raise ValueError(f"pi must have shape (m,) = ({m},), got {w.shape}")
+            if np.any(w <= 0):
                 raise ValueError("pi must be strictly positive")
-            if abs(pi.sum() - 1.0) > 1e-8:
-                raise ValueError(f"pi must sum to 1, got {pi.sum():.6g}")
-        p = X.shape[0]
-        groups = tuple(range(p)) if self.groups is None else tuple(int(g) for g in self.groups)
-        if len(groups) != p:
-            raise ValueError(
-                f"groups must have one entry per attribute row of X (p = {p}), got {len(groups)}"
-            )
-        names = {
-            "context_names": (self.context_names, m, "c"),
-            "label_names": (self.label_names, V, "y"),
-            "attribute_names": (self.attribute_names, p, "x"),
-        }
-        for attr, (value, n, prefix) in names.items():
-            value = tuple(f"{prefix}{i}" for i in range(n)) if value is None else tuple(map(str, value))
+            if abs(w.sum() - 1.0) > 1e-8:
+                raise ValueError(f"pi must sum to 1, got {w.sum():.6g}")
+            w.setflags(write=False)
+        set_(self, "_pi", w)
+        grp = tuple(range(pn)) if groups is None else tuple(int(g) for g in groups)
+        if len(grp) != pn:
+            raise ValueError(f"groups must have one entry per attribute row of X (p = {pn}), got {len(grp)}")
+        set_(self, "groups", grp)
+        if factor_sizes is not None:
+            sizes = tuple(int(a) for a in factor_sizes)
+            if math.prod(sizes) != m:
+                raise ValueError(f"factor_sizes {sizes} must multiply to m = {m}")
+            factor_sizes = sizes
+        set_(self, "factor_sizes", factor_sizes)
+        if not isinstance(kind, str):
+            raise TypeError(f"kind must be a string, got {type(kind).__name__}")
+        set_(self, "kind", kind)
+        names: dict[str, Any] = {}
+        for attr, value, n in (
+            ("context_names", context_names, m),
+            ("label_names", label_names, Vn),
+            ("attribute_names", attribute_names, pn),
+        ):
+            if value is None or callable(value):
+                names[attr] = value  # default names, or a builder called on first access
+                continue
+            value = tuple(map(str, value))
             if len(value) != n:
                 raise ValueError(f"{attr} must have {n} entries, got {len(value)}")
-            object.__setattr__(self, attr, value)
-        if self.factor_sizes is not None:
-            sizes = tuple(int(a) for a in self.factor_sizes)
-            if int(np.prod(sizes)) != m:
-                raise ValueError(f"factor_sizes {sizes} must multiply to m = {m}")
-            object.__setattr__(self, "factor_sizes", sizes)
-        for arr in (Y, X, pi):
-            arr.setflags(write=False)
-        object.__setattr__(self, "Y", Y)
-        object.__setattr__(self, "X", X)
-        object.__setattr__(self, "pi", pi)
-        object.__setattr__(self, "groups", groups)
+            names[attr] = value
+        set_(self, "_names", names)
+        set_(self, "params", dict(params or {}))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}: Design is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}: Design is immutable")
+
+    # -- names (built on first access: a 10^6-context design should not pay for 10^6 strings up front)
+    def _name_tuple(self, attr: str, n: int, prefix: str) -> tuple[str, ...]:
+        value = self._names[attr]
+        if value is None:
+            value = tuple(f"{prefix}{i}" for i in range(n))
+        elif callable(value):
+            value = tuple(value())
+        self._names[attr] = value
+        return value
+
+    @property
+    def context_names(self) -> tuple[str, ...]:
+        """(m,) readable context names."""
+        return self._name_tuple("context_names", self.m, "c")
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """(V,) readable token names."""
+        return self._name_tuple("label_names", self.V, "y")
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        """(p,) readable attribute names."""
+        return self._name_tuple("attribute_names", self.p, "x")
 
     # -- shapes -------------------------------------------------------------------------------------
     @property
     def V(self) -> int:
         """Vocabulary size (rows of ``Y``)."""
-        return int(self.Y.shape[0])
+        return self._V
 
     @property
     def m(self) -> int:
         """Number of contexts (columns of ``Y``)."""
-        return int(self.Y.shape[1])
+        return self._m
+
+    @property
+    def pi(self) -> np.ndarray:
+        """(m,) context weights (uniform unless given)."""
+        if self._pi is None:
+            w = np.full(self.m, 1.0 / self.m)
+            w.setflags(write=False)
+            object.__setattr__(self, "_pi", w)
+        return self._pi
 
     @property
     def p(self) -> int:
         """Number of latent attributes (rows of ``X``)."""
-        return int(self.X.shape[0])
+        return self._p
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """(m,) token of each context when the one-hot labels are held as indices, else ``None``."""
+        if isinstance(self._labels, str):  # "identity"
+            lab = np.arange(self.m, dtype=np.int64)
+            lab.setflags(write=False)
+            return lab
+        return self._labels
+
+    @property
+    def attributes(self) -> np.ndarray | None:
+        """(m, k) attribute rows carried by each context when the code is held as indices, else ``None``."""
+        if callable(self._attributes):
+            att = np.asarray(self._attributes(), dtype=np.int64)
+            att.setflags(write=False)
+            object.__setattr__(self, "_attributes", att)
+        return self._attributes
+
+    @property
+    def implicit(self) -> bool:
+        """True when labels or attributes are held as index arrays (materialised on request)."""
+        return self._labels is not None or self._attributes is not None
+
+    def _check_dense(self, name: str, rows: int, use: str) -> None:
+        nbytes = 8 * rows * self.m
+        if nbytes > DENSE_MAX_BYTES:
+            raise ValueError(
+                f"design.{name} would be a dense ({rows}, {self.m}) float64 array of {_fmt_bytes(nbytes)} "
+                f"(limit ufmtheory.designs.DENSE_MAX_BYTES = {_fmt_bytes(DENSE_MAX_BYTES)}); {use}"
+            )
+
+    @property
+    def Y(self) -> np.ndarray:
+        """(V, m) next-token distributions (materialised from :attr:`labels` on first access)."""
+        if self._Y is None:
+            self._check_dense(
+                "Y",
+                self.V,
+                "use design.labels, or the reduced solvers (ut.reduced_solve, ut.predict_phases, "
+                "ut.end_state), which never need dense labels",
+            )  # fmt: skip
+            Y = np.zeros((self.V, self.m))
+            Y[self.labels, np.arange(self.m)] = 1.0
+            Y.setflags(write=False)
+            object.__setattr__(self, "_Y", Y)
+        return self._Y
+
+    @property
+    def X(self) -> np.ndarray:
+        """(p, m) binary attribute code (materialised from :attr:`attributes` on first access)."""
+        if self._X is None:
+            self._check_dense(
+                "X", self.p, "use design.attributes, or the reduced solvers, which never need the dense code"
+            )
+            X = np.zeros((self.p, self.m))
+            att = self.attributes
+            X[att.ravel(), np.repeat(np.arange(self.m), att.shape[1])] = 1.0
+            X.setflags(write=False)
+            object.__setattr__(self, "_X", X)
+        return self._X
 
     # -- structure ----------------------------------------------------------------------------------
     @property
     def is_one_hot(self) -> bool:
         """True when every context has a single next token."""
-        return bool(np.all((self.Y == 0) | (self.Y == 1)))
+        if self._labels is not None:
+            return True
+        return bool(np.all((self._Y == 0) | (self._Y == 1)))
+
+    @property
+    def has_identity_labels(self) -> bool:
+        """True when ``Y = I`` (V = m and context j is followed by token j only), without materialising Y."""
+        if self.V != self.m:
+            return False
+        if isinstance(self._labels, str):
+            return True
+        if self._labels is not None:
+            return bool(np.array_equal(self._labels, np.arange(self.m)))
+        return bool(np.array_equal(self._Y, np.eye(self.m)))
+
+    @property
+    def has_uniform_weights(self) -> bool:
+        """True when all context weights equal ``1/m``."""
+        return self._pi is None or bool(np.allclose(self._pi, 1.0 / self.m))
 
     @property
     def label_mass(self) -> np.ndarray:
         """(V,) probability of each token as a next token, ``Y @ pi``."""
-        return self.Y @ self.pi
+        if self._labels is not None:
+            return np.bincount(self.labels, weights=self.pi, minlength=self.V)
+        return self._Y @ self.pi
 
     @property
     def used_labels(self) -> np.ndarray:
@@ -183,9 +437,14 @@ class Design:
     def balanced_one_hot_classes(self) -> tuple[int, int] | None:
         """``(K, n)`` when the design is balanced one-hot: every token follows exactly ``n`` contexts,
         weights are uniform, so Zhu et al.'s closed form applies; otherwise ``None``."""
-        if not self.is_one_hot or not np.allclose(self.pi, 1.0 / self.m):
+        if not self.is_one_hot or not self.has_uniform_weights:
             return None
-        counts = self.Y.sum(axis=1)
+        if isinstance(self._labels, str):
+            return self.V, 1
+        if self._labels is not None:
+            counts = np.bincount(self._labels, minlength=self.V)
+        else:
+            counts = self._Y.sum(axis=1)
         if np.any(counts == 0) or not np.all(counts == counts[0]):
             return None
         return self.V, int(counts[0])
@@ -202,25 +461,72 @@ class Design:
             "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.params.items()},
         }
 
+    def describe(self) -> str:
+        """One readable line naming the design, e.g. ``"factorial 3×3 (K = 9)"``."""
+        if self.kind == "factorial" and self.factor_sizes:
+            return f"factorial {'×'.join(map(str, self.factor_sizes))} (K = {self.m})"
+        if self.kind == "hierarchical":
+            return (
+                f"hierarchical depth {self.params.get('depth')}, branching {self.params.get('branching')} "
+                f"(K = {self.m})"
+            )
+        if self.kind == "random_attributes":
+            return f"random attributes: {self.m} contexts, {self.params.get('k')} of {self.p} features each"
+        return f"{self.kind} design: {self.m} contexts, {self.V} tokens, {self.p} attributes"
+
     def __repr__(self) -> str:
         return f"Design(kind={self.kind!r}, V={self.V}, m={self.m}, p={self.p}, params={self.params})"
 
 
 # -- constructors ----------------------------------------------------------------------------------
+# Most contexts a constructor accepts. Factorial and hierarchical designs hold nothing per context until
+# asked (labels are Y = I, the attribute indices are built on first use), so the bound only guards against
+# absurd sizes; the reduced solvers work on any size through ``ReducedProblem.from_parts(...)``.
+MAX_CONTEXTS = 10**9
+
+
 def _check_positive_ints(name: str, values: Any, minimum: int) -> tuple[int, ...]:
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{name} must be a sequence of integers, got {type(values).__name__}")
     try:
-        out = tuple(int(v) for v in values)
+        items = list(values)
     except TypeError as exc:
-        raise TypeError(f"{name} must be a sequence of integers") from exc
-    if any(int(v) != v for v in values):
-        raise TypeError(f"{name} must contain integers, got {tuple(values)}")
+        raise TypeError(f"{name} must be a sequence of integers, got {type(values).__name__}") from exc
+    out = []
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer | float | np.floating):
+            raise TypeError(f"{name} must contain integers, got {v!r}")
+        if isinstance(v, float | np.floating) and (not math.isfinite(v) or not float(v).is_integer()):
+            raise TypeError(f"{name} must contain integers, got {v!r}")
+        out.append(int(v))
     if not out or any(v < minimum for v in out):
-        raise ValueError(f"{name} must be a non-empty sequence of integers >= {minimum}, got {out}")
-    return out
+        raise ValueError(f"{name} must be a non-empty sequence of integers >= {minimum}, got {tuple(out)}")
+    return tuple(out)
+
+
+def _count(n: int) -> str:
+    digits = len(str(n))  # exact for Python ints of any size (float() would overflow past 1e308)
+    return str(n) if digits <= 12 else f"~1e{digits - 1}"
+
+
+def _check_contexts(name: str, K: int) -> None:
+    if K > MAX_CONTEXTS:
+        raise ValueError(
+            f"{name} gives {_count(K)} contexts, more than ufmtheory.designs.MAX_CONTEXTS = "
+            f"{MAX_CONTEXTS:.0e}; for larger symmetric designs use ut.ReducedProblem.from_parts("
+            "ut.algebra.factorial_scheme(sizes)) or hierarchical_scheme(depth, branching), which need no "
+            "per-context arrays"
+        )
 
 
 def _letters(i: int) -> str:
     return "abcdefghijklmnopqrstuvwxyz"[i] if i < 26 else f"f{i}_"
+
+
+def _factorial_context_names(sizes: tuple[int, ...]) -> list[str]:
+    return [
+        "".join(f"{_letters(f)}{v}" for f, v in enumerate(t)) for t in itertools.product(*map(range, sizes))
+    ]
 
 
 def factorial(sizes: tuple[int, ...] | list[int]) -> Design:
@@ -228,10 +534,11 @@ def factorial(sizes: tuple[int, ...] | list[int]) -> Design:
 
     Contexts are ordered lexicographically (last factor fastest), so the context index of tuple
     ``(a_1, ..., a_F)`` is ``np.ravel_multi_index(a, sizes)``. ``X`` stacks one indicator row per value of
-    each factor (``p = Σ A_f``); ``Y = I_K``.
+    each factor (``p = Σ A_f``); ``Y = I_K``. Labels and attributes are held as index arrays (``K × (F + 1)``
+    integers), so large grids such as ``(1000, 1000)`` are cheap; dense ``Y``/``X`` are built on access.
 
     Args:
-        sizes: factor sizes ``(A_1, ..., A_F)``, each >= 2.
+        sizes: factor sizes ``(A_1, ..., A_F)``, each >= 2, with ``Π A_f <= MAX_CONTEXTS``.
 
     Returns:
         Design with ``K = V = m = Π A_f``.
@@ -240,30 +547,33 @@ def factorial(sizes: tuple[int, ...] | list[int]) -> Design:
         >>> d = factorial((3, 3))
         >>> d.X.shape, d.groups
         ((6, 9), (0, 0, 0, 1, 1, 1))
+        >>> big = factorial((1000, 1000))
+        >>> big.m, big.attributes.shape
+        (1000000, (1000000, 2))
     """
     sizes = _check_positive_ints("sizes", sizes, minimum=2)
-    K = int(np.prod(sizes))
-    tuples = list(itertools.product(*(range(a) for a in sizes)))
-    X = np.zeros((sum(sizes), K))
-    groups: list[int] = []
-    attr_names: list[str] = []
-    offset = 0
-    for f, a in enumerate(sizes):
-        for v in range(a):
-            X[offset + v] = [t[f] == v for t in tuples]
-            groups.append(f)
-            attr_names.append(f"{_letters(f)}{v}")
-        offset += a
-    names = tuple("".join(f"{_letters(f)}{v}" for f, v in enumerate(t)) for t in tuples)
+    K = math.prod(sizes)
+    _check_contexts(f"sizes {sizes}", K)
+
+    def attributes() -> np.ndarray:
+        idx = np.arange(K, dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        strides = [math.prod(sizes[f + 1 :]) for f in range(len(sizes))]
+        return np.stack([offsets[f] + (idx // strides[f]) % a for f, a in enumerate(sizes)], axis=1)
+
+    groups = tuple(f for f, a in enumerate(sizes) for _ in range(a))
+    attr_names = tuple(f"{_letters(f)}{v}" for f, a in enumerate(sizes) for v in range(a))
     return Design(
-        Y=np.eye(K),
-        X=X,
-        groups=tuple(groups),
+        labels="identity",
+        m=K,
+        attributes=attributes,
+        p=sum(sizes),
+        groups=groups,
         factor_sizes=sizes,
         kind="factorial",
-        context_names=names,
-        label_names=tuple(f"next[{n}]" for n in names),
-        attribute_names=tuple(attr_names),
+        context_names=lambda: _factorial_context_names(sizes),
+        label_names=lambda: [f"next[{n}]" for n in _factorial_context_names(sizes)],
+        attribute_names=attr_names,
         params={"sizes": sizes},
     )
 
@@ -276,7 +586,7 @@ def hierarchical(depth: int, branching: int) -> Design:
 
     Args:
         depth: tree depth D >= 1 (depth 1: no shared attributes, a plain one-hot design).
-        branching: children per node b >= 2.
+        branching: children per node b >= 2 (``b**D <= MAX_CONTEXTS``).
 
     Example:
         >>> d = hierarchical(2, 3)
@@ -285,37 +595,52 @@ def hierarchical(depth: int, branching: int) -> Design:
     """
     (depth,) = _check_positive_ints("depth", [depth], minimum=1)
     (branching,) = _check_positive_ints("branching", [branching], minimum=2)
+    # compare in logs first: branching**depth with a huge depth would never finish
+    if depth * math.log2(branching) > math.log2(MAX_CONTEXTS) + 1:
+        _check_contexts(f"hierarchical(depth={depth}, branching={branching})", MAX_CONTEXTS + 1)
     K = branching**depth
-    leaves = np.arange(K)
-    rows, groups, attr_names = [], [], []
+    _check_contexts(f"hierarchical(depth={depth}, branching={branching})", K)
+    groups, attr_names, offsets = [], [], [0]
     for level in range(1, depth):
-        block = branching ** (depth - level)  # leaves under one node at this level
-        for node in range(branching**level):
-            rows.append((leaves // block) == node)
-            groups.append(level)
-            attr_names.append(f"L{level}n{node}")
-    X = np.array(rows, dtype=float).reshape(len(rows), K)
-    digits = [np.base_repr(i, branching).zfill(depth) for i in range(K)]
+        groups.extend([level] * branching**level)
+        attr_names.extend(f"L{level}n{node}" for node in range(branching**level))
+        offsets.append(offsets[-1] + branching**level)
+
+    def attributes() -> np.ndarray:
+        leaves = np.arange(K, dtype=np.int64)
+        # the ancestor at level l of leaf j is node j // b^(D-l) of that level
+        columns = [offsets[level - 1] + leaves // branching ** (depth - level) for level in range(1, depth)]
+        return np.stack(columns, axis=1) if columns else np.zeros((K, 0), dtype=np.int64)
+
+    def leaf_names(prefix: str) -> list[str]:
+        return [f"{prefix}{np.base_repr(i, branching).zfill(depth)}" for i in range(K)]
+
     return Design(
-        Y=np.eye(K),
-        X=X,
+        labels="identity",
+        m=K,
+        attributes=attributes,
+        p=offsets[-1],
         groups=tuple(groups),
         kind="hierarchical",
-        context_names=tuple(f"leaf{d}" for d in digits),
-        label_names=tuple(f"next[leaf{d}]" for d in digits),
+        context_names=lambda: [f"leaf{n}" for n in leaf_names("")],
+        label_names=lambda: [f"next[leaf{n}]" for n in leaf_names("")],
         attribute_names=tuple(attr_names),
         params={"depth": depth, "branching": branching},
     )
+
+
+_LOOP_MAX_CONTEXTS = 100_000  # above this, random codes are drawn vectorised (another stream, same seed rule)
 
 
 def random_attributes(m: int, p: int, k: int, seed: int | np.random.Generator = 0) -> Design:
     """m contexts, each carrying k of p binary features chosen at random, each with its own label.
 
     Args:
-        m: number of contexts (>= 2).
+        m: number of contexts (2 <= m <= MAX_CONTEXTS).
         p: number of binary features (>= 1).
         k: features per context, ``1 <= k <= p``.
-        seed: integer seed or ``numpy.random.Generator``.
+        seed: integer seed or ``numpy.random.Generator``. Same seed, same design (up to 10^5 contexts the
+            features are drawn context by context; above, in one vectorised draw).
 
     Example:
         >>> d = random_attributes(5, 4, 2, seed=1)
@@ -327,15 +652,26 @@ def random_attributes(m: int, p: int, k: int, seed: int | np.random.Generator = 
     (k,) = _check_positive_ints("k", [k], minimum=1)
     if k > p:
         raise ValueError(f"k must be <= p, got k={k}, p={p}")
+    _check_contexts(f"m = {m}", m)
+    if m > _LOOP_MAX_CONTEXTS and 8 * m * p > DENSE_MAX_BYTES:
+        raise ValueError(
+            f"m * p = {_count(m * p)}: drawing this many random codes at once needs {_fmt_bytes(8 * m * p)}; "
+            "use fewer contexts or features"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer | np.random.Generator):
+        raise TypeError(f"seed must be an integer or numpy.random.Generator, got {type(seed).__name__}")
     rng = np.random.default_rng(seed)
-    X = np.zeros((p, m))
-    for j in range(m):
-        X[rng.choice(p, size=k, replace=False), j] = 1.0
+    if m <= _LOOP_MAX_CONTEXTS:
+        attributes = np.stack([rng.choice(p, size=k, replace=False) for _ in range(m)])
+    else:
+        attributes = np.argsort(rng.random((m, p)), axis=1)[:, :k]
     return Design(
-        Y=np.eye(m),
-        X=X,
+        labels="identity",
+        m=m,
+        attributes=np.sort(attributes, axis=1),
+        p=p,
         kind="random_attributes",
-        params={"m": m, "p": p, "k": k, "seed": seed if isinstance(seed, int) else None},
+        params={"m": m, "p": p, "k": k, "seed": int(seed) if isinstance(seed, int | np.integer) else None},
     )
 
 

@@ -17,6 +17,7 @@ flows to ``t = 1e8``) never overflow.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -273,14 +274,14 @@ class ModifiedUFM(UFM):
             if r == 0:
                 raise ValueError("normalize must be None or a radius > 0")
             object.__setattr__(self, "normalize", r)
+
+    @functools.cached_property
+    def X_tilde(self) -> np.ndarray:
+        """``X̃ = [α X; β I_m]: (p + m, m)``, built on first use (large designs go through the reduced
+        solvers, which never need it)."""
         X_tilde = np.vstack([self.alpha * self.design.X, self.beta * np.eye(self.design.m)])
         X_tilde.setflags(write=False)
-        object.__setattr__(self, "_X_tilde", X_tilde)
-
-    @property
-    def X_tilde(self) -> np.ndarray:
-        """``X̃ = [α X; β I_m]: (p + m, m)``."""
-        return self._X_tilde  # type: ignore[attr-defined]
+        return X_tilde
 
     @property
     def kernel(self) -> np.ndarray:

@@ -258,8 +258,7 @@ def scheme(design: Design) -> AssociationScheme:
         raise ValueError(
             f"exact reduction needs a factorial or hierarchical design, got kind={design.kind!r}"
         )
-    m = design.m
-    if design.V != m or not np.array_equal(design.Y, np.eye(m)) or not np.allclose(design.pi, 1.0 / m):
+    if not design.has_identity_labels or not design.has_uniform_weights:
         raise ValueError(
             "exact reduction needs one-hot labels Y = I (each context its own token) and uniform pi"
         )
