@@ -7,14 +7,26 @@ matplotlib is imported lazily so that the theory side imports fast.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ufmtheory._io import atomic_write_bytes
+from ufmtheory.analysis.phases import Phases, detect_phases
+from ufmtheory.metrics import centered
+from ufmtheory.metrics import cosine as cosine_gram
 from ufmtheory.trajectory import Trajectory
 
-__all__ = ["plot_gram_snapshots", "plot_curves", "plot_phases", "plot_gram_at_phases"]
+__all__ = [
+    "plot_gram_snapshots",
+    "plot_curves",
+    "plot_phases",
+    "plot_gram_at_phases",
+    "plot_strength_overlay",
+    "save_figure",
+]
 
 
 def _pyplot() -> Any:
@@ -44,9 +56,6 @@ def plot_gram_snapshots(
     Returns:
         ``(fig, axes)`` with one axis per time.
     """
-    from ufmtheory.metrics import centered
-    from ufmtheory.metrics import cosine as cosine_gram
-
     if which not in ("H", "W"):
         raise ValueError(f"which must be 'H' or 'W', got {which!r}")
     if len(times) == 0:
@@ -63,10 +72,12 @@ def plot_gram_snapshots(
             image = ax.imshow(G, vmin=-1, vmax=1, cmap="RdBu_r")
         else:
             image = ax.imshow(G, cmap="RdBu_r")
-        ax.set_title(f"t = {t:.3g}", fontsize=9)
+        ax.set_title(f"{'step' if traj.time_unit == 'step' else 't'} = {t:.3g}", fontsize=9)
         if labels is not None and len(labels) <= 16:
+            # Row labels on the first panel only: the panels share rows, and labels on every panel run into
+            # the panel to their left.
             ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
-            ax.set_yticks(range(len(labels)), labels, fontsize=6)
+            ax.set_yticks(range(len(labels)), labels if ax is axes[0] else [], fontsize=6)
         else:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -123,8 +134,6 @@ _PHASE_STYLE = {
 def _phase_curves(item: Any, design: Any, phases: Any, which: str) -> tuple[Any, dict[str, np.ndarray], str]:
     """``(phases, curves, time_unit)`` for a Trajectory (phases detected unless given) or a Phases object
     that carries its curves (e.g. from :func:`ufmtheory.analysis.phases.predict_phases` on a large design)."""
-    from ufmtheory.analysis.phases import Phases, detect_phases
-
     if isinstance(item, Phases):
         if not item.curves:
             raise ValueError("a Phases object given in place of a trajectory must carry its curves")
@@ -230,8 +239,6 @@ def plot_phases(
         if not overlay:
             ax_s.set_title(names[i], fontsize=10)
         ax_e.set_xlabel(f"t ({unit})")
-    from ufmtheory.analysis.phases import Phases
-
     # Phases stand-ins carry their own Gram (H or W); label the rows with it when they all agree.
     kinds = {item.which if isinstance(item, Phases) else which for item in items}
     tag = f" ({kinds.pop()})" if len(kinds) == 1 else ""
@@ -264,9 +271,6 @@ def plot_gram_at_phases(
         ``(fig, axes)`` with 4 axes (onset, peak, collapse, end); a phase that did not happen is shown as
         an empty panel saying so.
     """
-    from ufmtheory.metrics import centered
-    from ufmtheory.metrics import cosine as cosine_gram
-
     which = phases.which if which is None else which
     if which not in ("H", "W"):
         raise ValueError(f"which must be 'H' or 'W', got {which!r}")
@@ -314,3 +318,64 @@ def plot_gram_at_phases(
     if image is not None:
         fig.colorbar(image, ax=list(axes), shrink=0.8)
     return fig, axes
+
+
+def plot_strength_overlay(
+    design: Any, model: Trajectory, theories: Sequence[tuple[str, Trajectory, Any]]
+) -> Any:
+    """Semantic strength of H and W against optimiser steps: a trained model and theory runs mapped to steps.
+
+    Args:
+        design: the design (attribute code) for the semantic strength.
+        model: the trained model's trajectory (``time_unit="step"``).
+        theories: ``(label, theory trajectory, Comparison)`` triples; each theory is drawn after its
+            comparison's fitted time map (``Comparison.to_step``) with its predicted phase steps as vertical
+            lines; the first comparison's measured phase steps are drawn in black.
+
+    Returns:
+        The figure (two axes: H and W).
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    styles = {"onset": ":", "peak": "-", "collapse": "--", "etf_time": "-."}
+    colours = ["C0", "C1", "C2", "C3"]
+    for ax, which in zip(axes, ("H", "W"), strict=True):
+        m = model.metrics(design, which=which)
+        pos = m["ts"] > 0
+        lo, hi = m["ts"][pos][0] / 3, m["ts"][-1] * 3
+        ax.plot(m["ts"][pos], m["semantic_strength"][pos], color="k", lw=2, label="transformer")
+        if theories:
+            for name, t in theories[0][2].measured[which].items():
+                if t:
+                    ax.axvline(t, color="k", ls=styles[name], lw=0.8)
+        for (label, traj, cmp), colour in zip(theories, colours, strict=False):
+            mt = traj.metrics(design, which=which)
+            keep = mt["ts"] > 0
+            steps = cmp.to_step(mt["ts"][keep])
+            inside = (steps >= lo) & (steps <= hi)
+            ax.plot(
+                steps[inside],
+                mt["semantic_strength"][keep][inside],
+                color=colour,
+                label=f"{label} (log t = {cmp.a:.2f} + {cmp.b:.2f} log s)",
+            )
+            for name, s in cmp.predicted[which].items():
+                if s and lo <= s <= hi:
+                    ax.axvline(s, color=colour, ls=styles[name], lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(f"semantic strength of {which}")
+        ax.set_title(f"{which}: lines = onset (:), peak (-), collapse (--), ETF (-.)", fontsize=9)
+        ax.axhline(0, color="grey", lw=0.5)
+    axes[1].legend(fontsize=8)
+    return fig
+
+
+def save_figure(fig: Any, path: Any, *, dpi: int = 120) -> None:
+    """Write ``fig`` as a PNG atomically (temporary file + rename) and close it."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,4 +1,4 @@
-"""A self-contained HTML report of a ``ufm demo`` run.
+"""A self-contained HTML report of a ``ufm demo`` run, and the strict-JSON writer of results files.
 
 :func:`html_report` turns the demo's results dictionary and its PNG figures into one HTML page: figures are
 embedded as base64 ``data:`` URIs, styles are inline, and there are no external URLs, so the page reads
@@ -6,23 +6,24 @@ offline and can be mailed as a single file. :func:`write_report` writes it atomi
 rename).
 
 Example:
-    >>> page = html_report({"design": {"kind": "factorial"}}, figures=[], title="demo")
-    >>> page.startswith("<!DOCTYPE html>") and "http" not in page
-    True
+    >>> page = html_report({"design": {"kind": "factorial", "m": 4, "factor_sizes": [2, 2]}}, [])
+    >>> page.startswith("<!DOCTYPE html>") and "http" not in page, "factorial 2×2 (K = 4)" in page
+    (True, True)
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import math
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ufmtheory._format import format_number, to_jsonable
 from ufmtheory._io import atomic_write_bytes
 
-__all__ = ["html_report", "write_report", "data_uri"]
+__all__ = ["html_report", "write_report", "write_json", "data_uri", "design_label"]
 
 PHASES = ("onset", "peak", "collapse", "etf_time")
 
@@ -39,19 +40,37 @@ code { background: #f5f5f5; padding: 0 0.2em; }
 """
 
 
+def design_label(summary: dict[str, Any]) -> str:
+    """A design named in words, from :meth:`~ufmtheory.designs.Design.summary` (or a scheme's description:
+    ``kind``, ``K`` or ``m``, and the constructor arguments flat or under ``params``).
+
+    Example:
+        >>> design_label({"kind": "factorial", "m": 9, "factor_sizes": [3, 3]})
+        'factorial 3×3 (K = 9)'
+        >>> design_label({"kind": "hierarchical", "K": 9, "depth": 2, "branching": 3})
+        'hierarchical, depth 2, branching 3 (K = 9)'
+    """
+    params = {**summary, **(summary.get("params") or {})}
+    kind = str(params.get("kind", "custom"))
+    K = params.get("m", params.get("K"))
+    size = f" (K = {K})" if K is not None else ""
+    sizes = params.get("factor_sizes") or params.get("sizes")
+    if kind == "factorial" and sizes:
+        return f"factorial {'×'.join(str(int(a)) for a in sizes)}{size}"
+    if kind == "hierarchical" and "depth" in params and "branching" in params:
+        return f"hierarchical, depth {params['depth']}, branching {params['branching']}{size}"
+    extra = f", V = {params['V']}" if "V" in params and params.get("V") != K else ""
+    return f"{kind} design{size[:-1] + extra + ')' if size else ''}"
+
+
 def data_uri(png: bytes) -> str:
     """A ``data:image/png;base64,...`` URI of PNG bytes."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, (int, float)):
-        value = float(value)
-        return f"{value:.4g}" if math.isfinite(value) else "–"
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return format_number(value)
     return html.escape(str(value))
 
 
@@ -158,12 +177,12 @@ def html_report(
         cfg = tr.get("config", {})
         tr_html = (
             f"<p>Transformer: {cfg.get('n_layers')} layers, width {cfg.get('width')}, {cfg.get('optimizer')} "
-            f"lr {cfg.get('lr')}, {cfg.get('steps')} steps, wall time {_fmt(tr.get('wall_time'))} s, "
+            f"lr {cfg.get('lr')}, {cfg.get('steps')} steps, wall time {_fmt(tr.get('wall_time_s'))} s, "
             f"final loss {_fmt(tr.get('final_loss'))}.</p>"
         )
     body = [
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>Design: <code>{html.escape(str(design))}</code></p>",
+        f"<p>Design: {html.escape(design_label(design))}</p>" if design else "",
         tr_html,
         "<h2>Phase times</h2>",
         "<p>Onset: semantic strength first reaches half its peak; collapse: first falls below half the peak "
@@ -188,4 +207,13 @@ def write_report(
     """Write :func:`html_report` to ``path`` atomically; returns the path."""
     path = Path(path)
     atomic_write_bytes(path, html_report(results, figures, **kw).encode("utf-8"))
+    return path
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as strict JSON (numpy to Python, NaN and infinities to ``null``; see
+    :func:`ufmtheory._format.to_jsonable`) atomically; returns the path."""
+    path = Path(path)
+    text = json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path

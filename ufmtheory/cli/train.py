@@ -1,0 +1,104 @@
+"""``ufm train CONFIG [--out PATH]``: train the baseline transformer on a design and save its Gram trajectory.
+
+The config names a design and any fields of :class:`ufmtheory.baseline.TrainConfig` (schema: :data:`SCHEMA`),
+checked by ``TrainConfig`` itself. Prints the run and one :meth:`~ufmtheory.analysis.phases.Phases.table` per
+Gram (in optimiser steps); with ``--out`` the trajectory is saved as ``PATH.npz`` + ``PATH.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+from ufmtheory._format import format_number
+from ufmtheory.analysis.phases import detect_phases
+from ufmtheory.cli._common import (
+    CLIError,
+    add_config_arguments,
+    check_out,
+    config_from_args,
+    design_from_spec,
+)
+from ufmtheory.report import design_label
+
+__all__ = ["SCHEMA", "add_parser", "run", "train_config"]
+
+SCHEMA = """\
+{
+  "design": {"kind": "factorial", "sizes": [4, 4]}      # as in `ufm predict`
+            | {"kind": "hierarchical", "depth": 2, "branching": 3},
+  "etf_tol": 0.05,           # optional: ETF-distance tolerance of the phase table
+  # any field of ufmtheory.baseline.TrainConfig (all optional), e.g.
+  "steps": 3000, "lr": 0.001, "optimizer": "adamw", "weight_decay": 0.0,
+  "n_layers": 2, "width": 64, "n_heads": 4, "seed": 0, "n_snapshots": 60,
+  "num_threads": 1, "device": "cpu",
+  "checkpoint_every": 0, "checkpoint_dir": null, "resume": false
+}
+The same keys work in a TOML file (CONFIG ending in .toml; leave out the null entries)."""
+"""The config schema of ``ufm train`` (``#`` comments are documentation, not JSON)."""
+
+# Not settable from a config file: a GPTConfig object, and the bar (--no-progress).
+_EXCLUDED = ("model", "progress")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train",
+        help="train the baseline transformer on a design (config file) and save its Gram trajectory",
+        description="Train the small GPT on a design's exact-statistics sequences. CONFIG schema:\n" + SCHEMA,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--out", type=Path, default=None, help="save the trajectory (OUT.npz + OUT.json)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def train_config(cfg: dict[str, Any], *, progress: bool = False) -> Any:
+    """The :class:`~ufmtheory.baseline.TrainConfig` of a ``ufm train`` config (its own checks speak)."""
+    # torch is imported only by the commands that train.
+    from ufmtheory.baseline import TrainConfig
+
+    fields = {k: v for k, v in cfg.items() if k not in ("design", "etf_tol")}
+    excluded = sorted(set(fields) & set(_EXCLUDED))
+    if excluded:
+        raise CLIError(f"key(s) {excluded} cannot be set in a config file (see `ufm train --schema`)")
+    try:
+        return TrainConfig(**fields, progress=progress)
+    except TypeError as exc:
+        raise CLIError(f"{exc} (see `ufm train --schema`)") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args, "train", SCHEMA)
+    if cfg is None:
+        return 0
+    out = check_out(args.out, "prefix")
+    if "design" not in cfg:
+        raise CLIError("config needs a 'design' object (see `ufm train --schema`)")
+    design = design_from_spec(cfg["design"])
+    config = train_config(cfg, progress=not args.no_progress)
+    etf_tol = cfg.get("etf_tol", 0.05)
+    # etf_tol is read only after training (by detect_phases): check it now so a typo costs no run.
+    if isinstance(etf_tol, bool) or not isinstance(etf_tol, (int, float)) or not 0 < etf_tol < math.inf:
+        raise CLIError(f"etf_tol must be a number > 0, got {etf_tol!r}")
+
+    from ufmtheory.baseline import train
+
+    traj = train(design, config)
+    if out is not None:
+        traj.save(out)
+    phases = {w: detect_phases(traj, design, which=w, etf_tol=etf_tol) for w in ("H", "W")}
+    fmt = format_number
+    print(
+        f"ufm train: {design_label(design.summary())}, {traj.stats.get('steps_run')} steps in"
+        f" {fmt(traj.stats.get('wall_time_s'))} s, final loss {fmt(traj.loss[-1])}, status {traj.status}"
+    )
+    for w, ph in phases.items():
+        print(f"\n{w} ({'contexts' if w == 'H' else 'labels'}), optimiser steps:")
+        print(ph.table())
+    if out is not None:
+        print(f"\nwrote {out}.npz and {out}.json")
+    return 0 if traj.ok and all(p.ok for p in phases.values()) else 1
