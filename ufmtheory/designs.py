@@ -1,6 +1,6 @@
 """Co-occurrence designs: contexts with latent factors, next-token distributions, weights.
 
-A :class:`Design` is the data a UFM sees (THEORY.md section 2): ``m`` contexts with weights ``pi``,
+A :class:`Design` is the data a UFM sees (docs: Theory §2): ``m`` contexts with weights ``pi``,
 next-token distributions ``Y`` (one column per context, each summing to 1) and a binary latent factor code
 ``X`` saying which attribute values each context carries. Labels are usually one-hot (every context its own
 next token) so the factors live in the *inputs* only: that is the regime where Neural Collapse predicts a

@@ -6,7 +6,7 @@ the Gram matrices; solvers (:func:`ufmtheory.gradient_flow`, :func:`ufmtheory.gr
 the flat parameter vector through :meth:`UFM.pack`/:meth:`UFM.unpack` so that other problems (the modified
 UFM) plug into the same solvers.
 
-Loss (THEORY.md section 3), soft-label weighted cross-entropy with ridge::
+Loss (docs: Theory §3), soft-label weighted cross-entropy with ridge::
 
     f(W, H) = Σ_j π_j CE(y_j, softmax(W h_j)) + λ_W/2 ‖W‖² + λ_H/2 ‖H‖²,   W: (V, d), H: (d, m)
 
@@ -85,7 +85,7 @@ def check_dim(value: Any) -> int:
 
 @dataclass(frozen=True, eq=False)
 class UFM:
-    """Standard unconstrained features model on a design (THEORY.md section 3).
+    """Standard unconstrained features model on a design (docs: Theory §3).
 
     Attributes:
         design: the co-occurrence design (``Y: (V, m)``, ``pi: (m,)``).
@@ -222,7 +222,7 @@ class UFM:
 
 @dataclass(frozen=True, eq=False)
 class ModifiedUFM(UFM):
-    """Modified UFM with structured inputs (THEORY.md section 4, [derived]).
+    """Modified UFM with structured inputs (docs: Theory §5, [derived]).
 
     Features keep a shared path through the latent factors: ``H = N(E X̃)`` with
     ``X̃ = [α X; β I_m]: (p + m, m)`` and trainable ``E: (d, p + m)``. ``α`` weights the shared attribute

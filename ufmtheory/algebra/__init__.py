@@ -2,7 +2,7 @@
 
 * :class:`AssociationScheme` (:func:`factorial_scheme`, :func:`hierarchical_scheme`, :func:`scheme`): the
   orthogonal projectors ``P_S``, relation classes, kernel eigenvalues ``κ_S`` and attribute/free mode labels
-  (docs: Theory §4).
+  (docs: Theory §6).
 * :class:`StructuredGrams`: stacks of Grams held as coefficients on those projectors, materialised on request.
 """
 

@@ -1,5 +1,5 @@
 """Association schemes of one-hot factorial and hierarchical designs: the projectors ``P_S`` spanning the
-Bose-Mesner algebra, their relation classes and exact (``Fraction``) tables (THEORY.md section 4)."""
+Bose-Mesner algebra, their relation classes and exact (``Fraction``) tables (docs: Theory §6)."""
 
 from __future__ import annotations
 

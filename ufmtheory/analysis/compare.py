@@ -5,7 +5,7 @@ clocks. :func:`compare` fits a map affine in log-time,
 
     log t = a + b log s,
 
-by least squares on the semantic-strength curves (THEORY.md section 5): over ``(a, b)`` it minimises the
+by least squares on the semantic-strength curves (docs: Theory §10): over ``(a, b)`` it minimises the
 mean squared difference between the model's strength at its saved steps ``s_i > 0`` and the theory's
 strength interpolated (linearly in log t) at ``exp(a + b log s_i)``, summed over ``which`` (``H`` and/or
 ``W``). Mapped times outside the theory's saved range are scored against the nearest end value (so that a
@@ -494,7 +494,7 @@ def variant_grid(
     """A small grid of modified-UFM problems over α, β, ridge placement and normalisation.
 
     Unnormalised variants carry the ridge ``lam`` on W and on H (``ridge="H"``) or on E (``ridge="E"``);
-    normalised variants (radius ``r``) carry no ridge at all (as in THEORY.md section 6: normalised
+    normalised variants (radius ``r``) carry no ridge at all (as in docs: Theory §12: normalised
     features, no ridge), once per ``(α, β)``.
 
     Returns:

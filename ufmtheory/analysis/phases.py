@@ -1,6 +1,6 @@
 """Phase times of the semantic transient: predicted from the theory, detected on any trajectory.
 
-Definitions (THEORY.md section 5), shared by both entry points so that they can be compared directly:
+Definitions (docs: Theory §11), shared by both entry points so that they can be compared directly:
 
 * ``onset``: first time the semantic strength reaches half its peak;
 * ``peak``, ``peak_strength``: the (saved) time and value of the maximal semantic strength;
@@ -15,8 +15,8 @@ exactly isotropic) counts as "no semantic phase": ``onset`` and ``collapse`` are
   trained model; its ``time_unit`` is kept).
 * :func:`predict_phases` integrates the exact reduced ODE (:func:`ufmtheory.reduced_solve`) of a
   factorial or hierarchical (modified) UFM from a small aligned, balanced initialisation, extends the time
-  horizon until the collapse and the ETF time are found, and reports the closed-form estimates of THEORY.md
-  section 4 beside the integrated times: ``t_sem ≈ K ln(ℓ*/ℓ₀)/(2 sqrt(κ_attr))`` and
+  horizon until the collapse and the ETF time are found, and reports the closed-form estimates of docs:
+  Theory §7, §11 beside the integrated times: ``t_sem ≈ K ln(ℓ*/ℓ₀)/(2 sqrt(κ_attr))`` and
   ``t_col ≈ t_sem + ln(δ_end/δ(t_sem))/μ`` with ``μ`` the escape rate from the semantic saddle.
 
 Example:
@@ -351,7 +351,7 @@ def phase_estimates(
     which: str = "H",
     problem: Any = None,
 ) -> dict[str, Any]:
-    """Closed-form phase-time estimates of THEORY.md section 4 for a balanced aligned init.
+    """Closed-form phase-time estimates (docs: Theory §7, §11) for a balanced aligned init.
 
     * ``t_sem = K ln(ℓ*/ℓ₀)/(2 sqrt(κ_attr))`` (:func:`ufmtheory.linear.semantic_time`, ``ℓ* = K``), with
       ``κ_attr`` the largest attribute-mode eigenvalue and ``ℓ₀ = sqrt(κ_attr) init_scale²`` the initial

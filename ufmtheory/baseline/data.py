@@ -1,4 +1,4 @@
-"""Token sequences whose empirical next-token statistics are exactly a design's ``Y`` (THEORY.md section 2).
+"""Token sequences whose empirical next-token statistics are exactly a design's ``Y`` (docs: Theory §2).
 
 Every context ``j`` of a :class:`~ufmtheory.designs.Design` becomes one input sequence; the token that
 follows its last position is the label. Vocabulary (ids in this order):

@@ -4,7 +4,7 @@ Architecture (GPT-2 style): token + learned position embeddings; ``n_layers`` bl
 ``x + Attn(LN(x))``, ``x + MLP(LN(x))`` with causal multi-head self-attention and a ``mlp_ratio``× GELU MLP;
 a final LayerNorm; an unembedding without bias, tied to the token embedding or separate.
 
-In UFM terms (THEORY.md section 3): the context embedding ``h_j`` is the final-norm output at the last
+In UFM terms (docs: Theory §3): the context embedding ``h_j`` is the final-norm output at the last
 position of context ``j``'s sequence (:meth:`GPT.features`), and ``W`` is the unembedding restricted to the
 label tokens; logits are exactly ``W h`` (no bias), as in the UFM.
 

@@ -1,4 +1,4 @@
-"""Closed-form equilibria and exact mode dynamics (THEORY.md section 3).
+"""Closed-form equilibria and exact mode dynamics (docs: Theory §4).
 
 * :func:`etf_gram`: the simplex equiangular tight frame Gram.
 * :func:`zhu`: the global minimiser of the regularised UFM on balanced one-hot designs
@@ -6,7 +6,7 @@
 * :func:`etf_mode_time` / :func:`etf_mode_u`: the exact ETF-mode flow ``du/dt = 2u/(e^u + K - 1)`` from an
   aligned balanced initialisation, solved in closed form with the exponential integral, and its inverse.
 * :func:`end_state` (:mod:`.structured`), :func:`semantic_saddle` (:mod:`.saddle`): end states and the
-  semantic saddle of the modified UFM on the exact symmetric reduction (THEORY.md section 4).
+  semantic saddle of the modified UFM on the exact symmetric reduction (docs: Theory §8, §9).
 """
 
 from ufmtheory.equilibria.closed_form import (

@@ -1,4 +1,4 @@
-"""Closed-form equilibria and exact mode dynamics (THEORY.md section 3).
+"""Closed-form equilibria and exact mode dynamics (docs: Theory §4).
 
 * :func:`etf_gram`: the simplex equiangular tight frame Gram.
 * :func:`zhu`: the global minimiser of the regularised UFM on balanced one-hot designs
@@ -159,7 +159,7 @@ def _check_K(K: Any) -> int:
 
 
 def etf_mode_time(u: Any, K: int, u0: float) -> Any:
-    """Time for the exact ETF mode to grow from ``u0`` to ``u`` (THEORY.md section 3, [derived]).
+    """Time for the exact ETF mode to grow from ``u0`` to ``u`` (docs: Theory §4.3, [derived]).
 
     From an aligned balanced init (``L = u C_K``, ``W Wᵀ = HᵀH = u C_K``, uniform one-hot design, no ridge)
     ``du/dt = 2u/(e^u + K - 1)``, so ``t(u) = ½[(K-1) ln(u/u0) + Ei(u) - Ei(u0)]``. Late in the flow

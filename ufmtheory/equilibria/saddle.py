@@ -1,4 +1,4 @@
-"""The semantic saddle of the modified UFM: every per-context-only mode zero (THEORY.md section 4)."""
+"""The semantic saddle of the modified UFM: every per-context-only mode zero (docs: Theory §9)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ __all__ = ["semantic_saddle"]
 def semantic_saddle(
     problem: Any, *, method: str = "convex", t1: float | None = None, tol: float = 1e-10
 ) -> Equilibrium:
-    """The semantic critical point: every per-context-only mode zero (THEORY.md section 4).
+    """The semantic critical point: every per-context-only mode zero (docs: Theory §9).
 
     The per-context-only modes (factorial interactions ``|S| >= 2``, the leaf level of a hierarchy; the modes
     with ``κ_S = β²``) form an invariant subspace at 0 (``dw_S = g_S h_S - λ_W w_S`` vanishes there). On the
@@ -50,7 +50,7 @@ def semantic_saddle(
         :class:`Equilibrium` of kind ``"semantic"`` (or ``"zero"`` when the ridge is so strong that the
         restricted minimiser is 0). ``stats``: ``w``, ``h``, ``ell``, ``g`` (label order ``labels``),
         ``residual``, ``jacobian_eigenvalues`` (descending), ``mu``, ``n_unstable``, ``interaction_blocks``
-        (per zero mode: ``g``, ``kappa``, THEORY's 2×2 ``block``, its eigenvalues and those of the same block
+        (per zero mode: ``g``, ``kappa``, the 2×2 escape ``block`` of docs: Theory §9, its eigenvalues and those of the same block
         cut from the Jacobian), ``mu_formula`` (largest 2×2 eigenvalue), ``decoupling`` (largest Jacobian
         entry coupling a zero mode to the rest: 0 in exact arithmetic).
 

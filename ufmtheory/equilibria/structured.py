@@ -1,4 +1,4 @@
-"""End states of the modified UFM on the exact symmetric reduction (THEORY.md section 4).
+"""End states of the modified UFM on the exact symmetric reduction (docs: Theory §8).
 
 Everything here works on :mod:`ufmtheory.solvers.reduced`: logits ``L = Σ ℓ_S P_S``, ``W = Σ w_S P_S``,
 ``H = Σ h_S P_S`` on the design's association scheme. Imports of the reduction, the models and the convex
@@ -49,7 +49,7 @@ def _problem_parts(problem: Any) -> tuple[Any, Any, str, float, float]:
 
 
 def reduced_rhs(problem: Any, w: Any, h: Any) -> np.ndarray:
-    """``[dw_S/dt, dh_S/dt]: (2 n_S,)`` of the exact reduced flow (THEORY.md section 4) at ``(w, h)``.
+    """``[dw_S/dt, dh_S/dt]: (2 n_S,)`` of the exact reduced flow (docs: Theory §6) at ``(w, h)``.
 
     ``dw_S = g_S h_S - λ_W w_S``; ridge H: ``dh_S = κ_S (g_S w_S - λ_H h_S)``; ridge E (or none):
     ``dh_S = κ_S g_S w_S - λ_E h_S``, with ``g_S = (1 - σ_S)/K`` evaluated in the cancellation-free form
@@ -170,7 +170,7 @@ def _labels_json(labels: Any) -> list[Any]:
 
 
 def _two_factor_boundary(sch: Any, kappa: np.ndarray) -> dict[str, Any] | None:
-    """THEORY.md section 4 closed form for an A×B grid: ETF iff ``1/β < 1/sqrt κ_(0,) + 1/sqrt κ_(1,)``."""
+    """Closed form for an A×B grid (docs: Theory §8): ETF iff ``1/β < 1/sqrt κ_(0,) + 1/sqrt κ_(1,)``."""
     if sch.kind != "factorial" or len(sch.params["sizes"]) != 2 or np.any(kappa[1:] <= 0):
         return None
     lhs = 1.0 / math.sqrt(kappa[sch.index((0, 1))])
@@ -179,7 +179,7 @@ def _two_factor_boundary(sch: Any, kappa: np.ndarray) -> dict[str, Any] | None:
 
 
 def end_state(problem: Any, *, lam_limit: bool = True) -> Equilibrium:
-    """Where gradient flow on a (modified) UFM ends (THEORY.md sections 3-4, "End states").
+    """Where gradient flow on a (modified) UFM ends (docs: Theory §8).
 
     * Standard UFM, or modified UFM with ridge on H (``λ_W, λ_H > 0``, ``β > 0``): Zhu's ETF minimiser
       (or zero), for every λ, so ``lam_limit`` does not matter. With ridge on H, ``H = E X̃`` is a free

@@ -1,4 +1,4 @@
-"""Metrics on Gram matrices and features (THEORY.md section 5): collapse, semantic structure, phase times.
+"""Metrics on Gram matrices and features (docs: Theory §10): collapse, semantic structure, phase times.
 
 Every function here is pure numpy. Grams are ``(K, K)`` (``K`` contexts or labels); features are ``(d, N)``
 (columns are samples); attribute codes ``X`` are ``(p, K)`` (``X[a, j] = 1`` when context ``j`` carries

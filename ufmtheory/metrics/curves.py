@@ -44,7 +44,7 @@ def _crossing(t0: float, t1: float, v0: float, v1: float, level: float) -> float
 def phase_times(
     ts: Any, strength: Any, etf_dist: Any = None, etf_tol: float = 0.05
 ) -> dict[str, float | None]:
-    """Phase times of a semantic-strength curve (THEORY.md section 5).
+    """Phase times of a semantic-strength curve (docs: Theory §11).
 
     * ``onset``: first time the strength reaches half its peak;
     * ``peak``, ``peak_strength``: time (a saved time, not interpolated) and value of the maximum;
@@ -165,7 +165,7 @@ def _stack_metrics(G: np.ndarray, X: np.ndarray | None) -> dict[str, np.ndarray]
 
 
 def gram_metrics(G: Any, X: Any = None) -> dict[str, float]:
-    """The standard metrics of one Gram matrix (THEORY.md section 5).
+    """The standard metrics of one Gram matrix (docs: Theory §10).
 
     Args:
         G: (K, K) Gram matrix.

@@ -65,7 +65,7 @@ def cosine(G: Any) -> np.ndarray:
 def etf_distance(G: Any) -> float:
     """Distance of a Gram's direction from the simplex ETF.
 
-    ``‖Ĝ/‖Ĝ‖_F - C_K/‖C_K‖_F‖_F`` with ``Ĝ = cosine(centered(G))`` (THEORY.md section 5). It is 0 exactly
+    ``‖Ĝ/‖Ĝ‖_F - C_K/‖C_K‖_F‖_F`` with ``Ĝ = cosine(centered(G))`` (docs: Theory §10). It is 0 exactly
     for a (scaled) simplex ETF and at most 2. Scale- and permutation-invariant.
 
     Args:
@@ -95,7 +95,7 @@ def effective_rank(G: Any) -> float:
 
     ``exp(-Σ p_i ln p_i)`` with ``p_i = λ_i / Σ λ`` the normalised eigenvalues of ``centered(G)`` (negative
     rounding noise clipped to 0). A simplex ETF of K vectors gives ``K - 1``; the semantic phase of a
-    factorial design about ``Σ_f (A_f - 1)`` (THEORY.md section 5).
+    factorial design about ``Σ_f (A_f - 1)`` (docs: Theory §10).
 
     Args:
         G: (K, K) symmetric Gram matrix, K >= 2.

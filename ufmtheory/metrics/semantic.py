@@ -36,7 +36,7 @@ def attribute_projector(X: Any) -> np.ndarray:
     """Orthogonal projector onto the span of the centred attribute indicators.
 
     With ``Xc = X C_K`` (each attribute row centred over contexts), ``P = Xcᵀ (Xc Xcᵀ)⁺ Xc``. For a
-    factorial design this is the sum of the main-effect projectors ``Σ_f P_{{f}}`` (THEORY.md section 4),
+    factorial design this is the sum of the main-effect projectors ``Σ_f P_{{f}}`` (docs: Theory §6),
     of rank ``Σ_f (A_f - 1)``; for a hierarchical design it spans every non-leaf level. ``P 1 = 0``, so
     ``tr(P G) = tr(P C G C)``.
 
@@ -61,7 +61,7 @@ def attribute_projector(X: Any) -> np.ndarray:
 def etf_attribute_energy(X: Any) -> float:
     """Attribute-energy fraction of a simplex ETF: ``rank(P)/(K - 1)``, ``P = attribute_projector(X)``.
 
-    For a factorial design ``Σ_f (A_f - 1)/(K - 1)`` (THEORY.md section 5): the share of an isotropic
+    For a factorial design ``Σ_f (A_f - 1)/(K - 1)`` (docs: Theory §10): the share of an isotropic
     centred Gram that happens to lie in the attribute subspace.
 
     Args:
@@ -77,7 +77,7 @@ def etf_attribute_energy(X: Any) -> float:
 
 
 def attribute_energy(G: Any, X: Any) -> float:
-    """Fraction of the centred Gram's energy in the attribute subspace [derived, THEORY.md section 5].
+    """Fraction of the centred Gram's energy in the attribute subspace [derived, docs: Theory §10].
 
     ``ρ_sem = tr(P Gc)/tr(Gc)``, ``Gc = centered(G)``, ``P = attribute_projector(X)``; for a factorial design
     ``Σ_{main effects S} tr(G P_S)/tr(C G C)``. In ``[0, 1]`` for a positive semi-definite ``G``.
@@ -105,7 +105,7 @@ def attribute_energy(G: Any, X: Any) -> float:
 
 
 def semantic_strength(G: Any, X: Any) -> float:
-    """Semantic strength: attribute energy minus its ETF value (THEORY.md section 5).
+    """Semantic strength: attribute energy minus its ETF value (docs: Theory §10).
 
     ``attribute_energy(G, X) - etf_attribute_energy(X)``: 0 for the simplex ETF (and any isotropic centred
     Gram), positive when attribute structure is over-represented, at most ``1 - rank(P)/(K - 1)``.
@@ -159,7 +159,7 @@ def shared_attribute_gap(G: Any, X: Any) -> float:
     """Mean cosine of pairs sharing an attribute minus mean cosine of pairs sharing none.
 
     On ``Ĝ = cosine(centered(G))``, over ordered pairs ``i ≠ j``: pairs with ``(XᵀX)_ij > 0`` against pairs
-    with ``(XᵀX)_ij = 0`` (THEORY.md section 5). 0 for the simplex ETF; on an A×A grid in the semantic phase
+    with ``(XᵀX)_ij = 0`` (docs: Theory §10). 0 for the simplex ETF; on an A×A grid in the semantic phase
     ``(A-2)/(2(A-1)) + 1/(A-1) = A/(2(A-1))``.
 
     Args:
@@ -187,7 +187,7 @@ def pair_cosines(G: Any, X: Any) -> dict[int, float]:
     """Mean centred cosine by number of shared attributes.
 
     On ``Ĝ = cosine(centered(G))``, the mean of ``Ĝ_ij`` over pairs ``i ≠ j`` with ``(XᵀX)_ij = s``, for each
-    ``s`` that occurs. Semantic phase of an A×A grid [derived, THEORY.md section 5]: ``s = 1`` gives
+    ``s`` that occurs. Semantic phase of an A×A grid [derived, docs: Theory §10]: ``s = 1`` gives
     ``(A-2)/(2(A-1))``, ``s = 0`` gives ``-1/(A-1)``; the ETF gives ``-1/(K-1)`` for every ``s``.
 
     Args:

@@ -1,4 +1,4 @@
-"""Max-margin geometry of imbalanced and soft-label designs (THEORY.md section 3, "Imbalance / soft labels").
+"""Max-margin geometry of imbalanced and soft-label designs (docs: Theory §4.5).
 
 Orientation: every logit matrix in this module is **(m, V): contexts × tokens**, i.e. the transpose of the
 UFM's ``W H: (V, m)``. A solution ``L = U Σ Vᵀ`` factors as ``H = U Σ^{1/2}`` (rows: contexts) and
@@ -389,7 +389,7 @@ def nn_svm(
     strict: bool = True,
     solver_options: dict[str, Any] | None = None,
 ) -> ConvexResult:
-    """Nuclear-norm SVM of the next-token supports (THEORY.md section 3).
+    """Nuclear-norm SVM of the next-token supports (docs: Theory §4.5).
 
     ``min ‖L‖_*`` over ``L: (m, V)`` (contexts × tokens) s.t. ``L_jz = L_jz'`` for ``z, z' ∈ S_j`` and
     ``L_jz - L_jz' >= 1`` for ``z ∈ S_j, z' ∉ S_j``. Contexts whose support is every token add only the

@@ -1,7 +1,7 @@
 """Convex programmes (linear programmes now; cvxpy nuclear-norm SVMs later) for UFM end states.
 
 The end state of the (modified) UFM is decided by a convex programme whenever the objective is a factorised
-ridge ``min ‖W‖² + ‖E‖²`` over logits that must separate the labels (THEORY.md sections 3-4). On a factorial
+ridge ``min ‖W‖² + ‖E‖²`` over logits that must separate the labels (docs: Theory §8). On a factorial
 or hierarchical one-hot design the optimum can be taken in the Bose-Mesner algebra of the design's
 association scheme (the programme is convex and invariant under the scheme's automorphisms, which act
 irreducibly on each ``P_S``), so the logits are ``L = Σ_S ℓ_S P_S`` and the programme becomes small:
@@ -252,7 +252,7 @@ def end_state_lp(
     fix_zero: Iterable[Any] = (),
     strict: bool = True,
 ) -> LPResult:
-    """Vanishing-ridge max-margin linear programme over scheme logit coefficients (THEORY.md section 4).
+    """Vanishing-ridge max-margin linear programme over scheme logit coefficients (docs: Theory §8).
 
     Solves ``min Σ_{S≠∅} w_S |ℓ_S|`` s.t. ``Σ_S ℓ_S (P_S[same] - P_S[r]) >= 1`` for every relation
     ``r ≠ same``, with ``w_S = m_S / sqrt κ_S`` (``objective="E"``: ridge on E, or no ridge at all) or

@@ -1,7 +1,7 @@
 """Solvers: gradient flow and descent on the full parameters, and the exact reduced (association-scheme) flow.
 
 :func:`gradient_flow`, :func:`gradient_descent` (:mod:`.flow`) integrate the full UFM / modified UFM;
-:func:`reduced_solve` (:mod:`.reduced`) integrates the exact symmetric reduction (docs: Theory §5);
+:func:`reduced_solve` (:mod:`.reduced`) integrates the exact symmetric reduction (docs: Theory §6);
 :mod:`.init` holds the initialisers, :mod:`.linear` the early-phase closed forms, :mod:`.symbolic` the
 sympy-derived reduced right-hand sides.
 

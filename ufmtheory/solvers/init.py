@@ -3,7 +3,7 @@
 * :func:`small`: i.i.d. Gaussian entries of standard deviation ``scale`` (the "small random init" of the
   theory: every mode starts near the origin, with no alignment).
 * :func:`aligned`: balanced (``WᵀW = HHᵀ``) and aligned with the SVD of the centred label matrix, as the
-  exact ETF-mode and reduced dynamics assume (THEORY.md sections 3-4).
+  exact ETF-mode and reduced dynamics assume (docs: Theory §4.3, §6).
 
 Both return a dict of parameter blocks keyed like ``problem.param_shapes``.
 """
@@ -110,7 +110,7 @@ def aligned(problem: Any, scale: float = 1e-3) -> dict[str, np.ndarray]:
 
     so ``WᵀW = HHᵀ`` (balanced) and the logits are ``scale · U (S/s_max) Vᵀ``. For a balanced one-hot design
     with K classes and one context per class this is ``L = W H = scale · C_K`` and
-    ``W Wᵀ = HᵀH = scale · C_K``: the exact ETF mode of THEORY.md section 3, ``u(0) = scale``.
+    ``W Wᵀ = HᵀH = scale · C_K``: the exact ETF mode (docs: Theory §4.3), ``u(0) = scale``.
 
     For a :class:`ufmtheory.ModifiedUFM` (blocks ``W`` and ``E``) the embeddings are the minimum-norm
     ``E = H K_x^{-1} X̃ᵀ``, so that ``E X̃ = H``: features, logits and Grams start exactly as for the UFM

@@ -3,7 +3,7 @@
 Near the origin the softmax is uniform, so the cross-entropy is linear in the centred labels: on a
 one-hot factorial design every non-constant mode S of the Hamming scheme sees the same gradient
 coefficient ``g_S = 1/K``. The feature path through the latent factors preconditions mode S by the
-attribute-kernel eigenvalue ``κ_S`` (THEORY.md section 4), so with balanced coefficients
+attribute-kernel eigenvalue ``κ_S`` (docs: Theory §5, §7), so with balanced coefficients
 ``h_S = sqrt(κ_S) w_S`` the logit coefficient ``ℓ_S = w_S h_S`` grows like ``exp(2 sqrt(κ_S) t / K)``:
 main effects (``κ_f = α²K/A_f + β²``) before interactions (``κ = β²``). That is the semantic phase.
 

@@ -1,6 +1,6 @@
 """sympy derivations for the exact symmetric reductions, lambdified to numpy for the reduced solver.
 
-A symmetric association scheme on K points (THEORY.md section 4, "Exact symmetric reduction") is given by
+A symmetric association scheme on K points (docs: Theory §6) is given by
 its relation classes ``r`` (class 0 is the identity relation, ``n_0 = 1``) with valencies ``n_r``, its
 primitive idempotents ``P_S`` with ranks ``m_S`` and the entry table ``P_S[r]`` (the value of ``P_S`` at
 any pair in relation ``r``). With ``W = Σ w_S P_S``, ``H = Σ h_S P_S`` the logits are ``L = Σ ℓ_S P_S``
