@@ -8,6 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
+from helpers import budget
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -95,7 +96,7 @@ def test_hierarchical_rejects_bad_args():
 
 
 # -- random attributes -------------------------------------------------------------------------------
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=budget(25))
 @given(m=st.integers(2, 12), p=st.integers(1, 8), data=st.data(), seed=st.integers(0, 10**6))
 def test_random_attributes(m, p, data, seed):
     k = data.draw(st.integers(1, p))
@@ -119,7 +120,7 @@ def test_random_attributes_seed_matters_and_validation():
 
 
 # -- soft labels -------------------------------------------------------------------------------------
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=budget(30))
 @given(m=st.integers(1, 6), V=st.integers(2, 7), seed=st.integers(0, 10**6), weighted=st.booleans())
 def test_from_distributions(m, V, seed, weighted):
     rng = np.random.default_rng(seed)
@@ -155,7 +156,7 @@ def test_from_distributions_rejects_bad_rows():
         ut.designs.from_distributions([[0.5, 0.5], [1.0, 0.0]], X=np.ones((2, 3)))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=budget(25))
 @given(m=st.integers(1, 6), V=st.integers(2, 6), seed=st.integers(0, 10**6))
 def test_from_counts(m, V, seed):
     rng = np.random.default_rng(seed)
@@ -266,3 +267,83 @@ def test_default_names_and_summary():
         "one_hot": True,
         "params": {"sizes": [2, 3]},
     }
+
+
+# -- designs held as index arrays (large designs by the natural API) -----------------------------------
+def test_implicit_design_equals_its_dense_twin():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, size=7)
+    labels[:4] = np.arange(4)  # every token used
+    attributes = np.stack([rng.choice(5, size=2, replace=False) for _ in range(7)])
+    d = Design(labels=labels, V=4, attributes=attributes, p=5)
+    Y = np.zeros((4, 7))
+    X = np.zeros((5, 7))
+    for j in range(7):  # written out entry by entry, independently of the class
+        Y[labels[j], j] = 1.0
+        X[attributes[j], j] = 1.0
+    dense = Design(Y=Y, X=X)
+    np.testing.assert_array_equal(d.Y, Y)
+    np.testing.assert_array_equal(d.X, X)
+    for name in ("label_mass", "label_X", "used_labels"):
+        np.testing.assert_array_equal(getattr(d, name), getattr(dense, name))
+    assert d.is_one_hot and d.implicit and not dense.implicit
+    assert d.balanced_one_hot_classes() == dense.balanced_one_hot_classes()
+
+
+def test_large_factorial_is_cheap_and_refuses_dense_labels():
+    d = ut.designs.factorial((1000, 1000))
+    assert (d.m, d.V, d.p) == (10**6, 10**6, 2000)
+    assert d.has_identity_labels and d.has_uniform_weights and d.balanced_one_hot_classes() == (10**6, 1)
+    with pytest.raises(ValueError, match=r"TiB.*DENSE_MAX_BYTES"):
+        _ = d.Y
+    with pytest.raises(ValueError, match="design.X"):
+        _ = d.X
+    # attribute indices, checked against the lexicographic order (last factor fastest)
+    att = d.attributes
+    j = 123_456
+    np.testing.assert_array_equal(att[j], [j // 1000, 1000 + j % 1000])
+
+
+def test_large_hierarchy_and_random_attributes_by_the_natural_api():
+    d = ut.designs.hierarchical(8, 8)
+    assert d.m == 8**8 and d.p == sum(8**level for level in range(1, 8))
+    small = ut.designs.hierarchical(3, 2)
+    # leaf j's ancestor at level l is node j // b^(D-l); rows offset by the sizes of earlier levels
+    np.testing.assert_array_equal(small.attributes[5], [5 // 4, 2 + 5 // 2])
+    r = ut.designs.random_attributes(10**6, 3, 2, seed=0)
+    assert r.attributes.shape == (10**6, 2) and np.all(r.attributes[:, 0] < r.attributes[:, 1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"labels": [0, 5], "V": 3}, "labels entries"),
+        ({"labels": [0.0, 1.0], "V": 3}, "integer array"),
+        ({"labels": [0, 1], "V": None}, "V must be an integer"),
+        ({"labels": [0, 1], "V": 2, "attributes": [[0, 0], [1, 0]], "p": 2}, "repeat"),
+        ({"labels": [0, 1], "V": 2, "attributes": [[0], [1], [0]], "p": 2}, "m = 2 rows"),
+        ({"labels": [0, 1], "V": 2, "m": 3}, "disagrees"),
+        ({"Y": np.eye(2), "labels": [0, 1]}, "exactly one"),
+        ({"Y": np.eye(2), "V": 2}, "V is implied"),
+    ],
+)
+def test_implicit_design_rejects_bad_input(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        Design(**kwargs)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: ut.designs.factorial([1e300]),
+        lambda: ut.designs.factorial([float("nan"), 2]),
+        lambda: ut.designs.factorial("33"),
+        lambda: ut.designs.hierarchical(1e300, 2),
+        lambda: ut.designs.hierarchical(2, 10**300),
+        lambda: ut.designs.random_attributes(10**12, 3, 2),
+    ],
+)
+def test_absurd_sizes_fail_fast_with_an_argument_named(call):
+    with pytest.raises((ValueError, TypeError), match="sizes|depth|branching|m = |contexts"):
+        call()

@@ -232,7 +232,7 @@ def test_structured_save_load_roundtrip(tmp_path, name: str) -> None:
     assert info["format"] == "ufmtheory.Trajectory/2"
     assert info["grams"]["gram_H"] == {"storage": "structured", "scheme": struct.scheme.describe()}
     with np.load(npz) as data:
-        assert set(data.files) == {"ts", "loss", "gram_H_coeffs", "gram_W_coeffs"}  # nothing K×K
+        assert set(data.files) == {"ts", "loss", "gram_H_coeffs", "gram_W_coeffs", "save_id"}  # nothing K×K
     back = Trajectory.load(tmp_path / "run.npz")
     assert back.structured and back.scheme.key() == struct.scheme.key()
     for attr in ("gram_H", "gram_W"):

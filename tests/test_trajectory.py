@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import budget
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +28,7 @@ def _toy(ts, m=2, V=3, seed=0, **kw):
 
 
 # -- log_grid ----------------------------------------------------------------------------------------
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=budget(25))
 @given(t1=st.floats(1e-3, 1e12), n=st.integers(2, 300))
 def test_log_grid(t1, n):
     g = log_grid(t1, n=n)
@@ -65,7 +66,7 @@ def test_at_exact_at_saved_times():
     np.testing.assert_array_equal(tr.final()[1], tr.gram_W[-1])
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=budget(25))
 @given(frac=st.floats(0.0, 1.0), i=st.integers(1, 5))
 def test_at_log_linear_between_saved_times(frac, i):
     """Between positive saved times a < b, the value at t = a^(1-w) b^w is (1-w) G(a) + w G(b); in the
@@ -162,3 +163,58 @@ def test_load_errors(tmp_path):
     js.write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ValueError, match="not a ufmtheory trajectory"):
         Trajectory.load(tmp_path / "x")
+
+
+# -- files: corruption, interrupted saves, hostile scheme descriptions --------------------------------
+def _saved(tmp_path):
+    prob = ut.UFM(ut.designs.factorial((3,)), dim=3, lam_W=1e-2, lam_H=1e-2)
+    traj = ut.gradient_flow(prob, 10.0, init=ut.init.small(prob, 1e-2, seed=0), saveat=5)
+    return traj.save(tmp_path / "run")
+
+
+@pytest.mark.parametrize("cut", [0, 10, 100, -20])
+def test_load_truncated_npz_is_one_value_error(tmp_path, cut):
+    npz, _ = _saved(tmp_path)
+    data = npz.read_bytes()
+    npz.write_bytes(data[:cut] if cut >= 0 else data[:cut] + b"\0" * 20)
+    with pytest.raises(ValueError, match="run.npz"):
+        Trajectory.load(tmp_path / "run")
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", '{"format": "x"}', '{"format": "ufmtheory.Trajectory/1"}'])
+def test_load_bad_json_is_one_value_error(tmp_path, text):
+    _, js = _saved(tmp_path)
+    js.write_text(text)
+    with pytest.raises(ValueError, match="run"):
+        Trajectory.load(tmp_path / "run")
+
+
+def test_load_refuses_arrays_and_metadata_of_different_saves(tmp_path):
+    _, js = _saved(tmp_path)
+    old_meta = js.read_bytes()
+    _saved(tmp_path)  # a second save; then put the first save's metadata back (a save killed mid-way)
+    js.write_bytes(old_meta)
+    with pytest.raises(ValueError, match="different saves"):
+        Trajectory.load(tmp_path / "run")
+
+
+@pytest.mark.timeout(20)
+def test_load_refuses_a_huge_scheme_description_quickly(tmp_path):
+    import json
+
+    _, js = _saved(tmp_path)
+    info = json.loads(js.read_text())
+    info["format"] = "ufmtheory.Trajectory/2"
+    info["grams"] = {"gram_H": {"storage": "structured", "scheme": {"kind": "factorial", "sizes": [2] * 30}}}
+    js.write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="factors"):
+        Trajectory.load(tmp_path / "run")
+
+
+def test_save_refuses_a_folder_in_the_way_before_writing_anything(tmp_path):
+    (tmp_path / "run.json").mkdir()
+    prob = ut.UFM(ut.designs.factorial((3,)), dim=3)
+    traj = ut.gradient_flow(prob, 1.0, init=ut.init.small(prob, 1e-2, seed=0), saveat=3)
+    with pytest.raises(ValueError, match="folder"):
+        traj.save(tmp_path / "run")
+    assert not (tmp_path / "run.npz").exists()

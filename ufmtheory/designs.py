@@ -600,11 +600,13 @@ def hierarchical(depth: int, branching: int) -> Design:
         _check_contexts(f"hierarchical(depth={depth}, branching={branching})", MAX_CONTEXTS + 1)
     K = branching**depth
     _check_contexts(f"hierarchical(depth={depth}, branching={branching})", K)
-    groups, attr_names, offsets = [], [], [0]
+    groups, offsets = [], [0]
     for level in range(1, depth):
         groups.extend([level] * branching**level)
-        attr_names.extend(f"L{level}n{node}" for node in range(branching**level))
         offsets.append(offsets[-1] + branching**level)
+
+    def attr_names() -> list[str]:
+        return [f"L{level}n{node}" for level in range(1, depth) for node in range(branching**level)]
 
     def attributes() -> np.ndarray:
         leaves = np.arange(K, dtype=np.int64)
@@ -624,7 +626,7 @@ def hierarchical(depth: int, branching: int) -> Design:
         kind="hierarchical",
         context_names=lambda: [f"leaf{n}" for n in leaf_names("")],
         label_names=lambda: [f"next[leaf{n}]" for n in leaf_names("")],
-        attribute_names=tuple(attr_names),
+        attribute_names=attr_names,
         params={"depth": depth, "branching": branching},
     )
 

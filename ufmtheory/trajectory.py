@@ -15,8 +15,12 @@ stack, each refused with :class:`GramTooLargeError` above :attr:`StructuredGrams
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import uuid
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ufmtheory._format import to_jsonable
-from ufmtheory._io import atomic_write_bytes
+from ufmtheory._io import atomic_write_bytes, check_output_file
 from ufmtheory.algebra.schemes import scheme_from_description
 from ufmtheory.algebra.structured import StructuredGrams, is_structured
 from ufmtheory.metrics import trajectory_metrics
@@ -56,10 +60,6 @@ def log_grid(t1: float, n: int = 200, t_min: float | None = None) -> np.ndarray:
     grid = np.logspace(np.log10(t_min), np.log10(t1), int(n))
     grid[0], grid[-1] = t_min, t1  # exact endpoints (logspace rounds: t1 could come out as t1 + 1 ulp)
     return np.concatenate([[0.0], grid])
-
-
-def _structured_from_description(coefficients: np.ndarray, desc: dict[str, Any]) -> StructuredGrams:
-    return StructuredGrams(coefficients, scheme_from_description(desc))
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,14 +222,19 @@ class Trajectory:
                 arrays[name] = G
         if self.params is not None:
             arrays.update({f"param_{k}": v for k, v in self.params.items()})
-        import io
-
+        # One token in both files: load() refuses arrays and metadata from different saves (a save killed
+        # between the two renames leaves new arrays beside old metadata).
+        save_id = uuid.uuid4().hex
+        arrays["save_id"] = np.array(save_id)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         npz = base.with_name(base.name + ".npz")
         js = base.with_name(base.name + ".json")
+        for target in (npz, js):  # refuse devices and folders before writing either file
+            check_output_file(target, "path")
         info = {
             "format": _FORMAT_STRUCTURED if storage else _FORMAT_DENSE,
+            "save_id": save_id,
             "status": self.status,
             "stats": to_jsonable(self.stats),
             "time_unit": self.time_unit,
@@ -244,7 +249,13 @@ class Trajectory:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Trajectory:
-        """Read a trajectory written by :meth:`save` (structured Grams come back structured)."""
+        """Read a trajectory written by :meth:`save` (structured Grams come back structured).
+
+        Raises:
+            FileNotFoundError: one of ``PATH.npz`` / ``PATH.json`` is missing.
+            ValueError: the files are corrupt, truncated, not a ufmtheory trajectory, come from two
+                different saves, or describe a scheme too large to build; the message names the file.
+        """
         base = Path(path)
         if base.suffix in (".npz", ".json"):
             base = base.with_suffix("")
@@ -252,20 +263,51 @@ class Trajectory:
         js = base.with_name(base.name + ".json")
         if not npz.exists() or not js.exists():
             raise FileNotFoundError(f"need both {npz} and {js}")
-        info = json.loads(js.read_text())
-        if info.get("format") not in (_FORMAT_DENSE, _FORMAT_STRUCTURED):
-            raise ValueError(f"{js} is not a ufmtheory trajectory (format {info.get('format')!r})")
-        with np.load(npz) as data:
-            arrays = {k: data[k] for k in data.files}
+        try:
+            info = json.loads(js.read_text())
+            if not isinstance(info, dict) or info.get("format") not in (_FORMAT_DENSE, _FORMAT_STRUCTURED):
+                fmt = info.get("format") if isinstance(info, dict) else type(info).__name__
+                raise ValueError(f"not a ufmtheory trajectory (format {fmt!r})")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+            raise ValueError(f"{js}: cannot read trajectory metadata: {exc}") from None
+        try:
+            with np.load(npz, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
+            raise ValueError(f"{npz}: cannot read trajectory arrays: {type(exc).__name__}: {exc}") from None
+        saved_id = str(arrays.pop("save_id")) if "save_id" in arrays else None
+        if saved_id != info.get("save_id"):
+            raise ValueError(
+                f"{npz} and {js} come from different saves (an interrupted save?); save the trajectory again"
+            )
+        try:
+            return cls._from_saved(info, arrays)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, MemoryError) as exc:
+            raise ValueError(f"{base}: corrupt trajectory ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _from_saved(cls, info: dict[str, Any], arrays: dict[str, np.ndarray]) -> Trajectory:
         storage = info.get("grams", {})
+        if not isinstance(storage, dict):
+            raise TypeError("'grams' must be a mapping")
         grams: dict[str, Any] = {}
         for name in ("gram_H", "gram_W"):
             spec = storage.get(name)
             if spec is not None and spec.get("storage") == "structured":
-                grams[name] = _structured_from_description(arrays[f"{name}_coeffs"], spec["scheme"])
+                scheme = scheme_from_description(spec["scheme"])  # size-checked before any array is used
+                grams[name] = StructuredGrams(arrays[f"{name}_coeffs"], scheme)
             else:
                 grams[name] = arrays[name]
         params = {k[len("param_") :]: v for k, v in arrays.items() if k.startswith("param_")} or None
+        for key, typ in (
+            ("status", str),
+            ("stats", dict),
+            ("time_unit", str),
+            ("method", str),
+            ("meta", dict),
+        ):
+            if not isinstance(info.get(key), typ):
+                raise TypeError(f"{key!r} must be a {typ.__name__}, got {type(info.get(key)).__name__}")
         return cls(
             ts=arrays["ts"],
             gram_H=grams["gram_H"],

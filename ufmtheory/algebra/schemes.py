@@ -181,14 +181,27 @@ class AssociationScheme:
         )
 
 
+MAX_FACTORS = 10  # 2^F projectors and a 4^F-entry exact eigenvalue table
+MAX_DEPTH = 64
+
+
 def factorial_scheme(sizes: Sequence[int]) -> AssociationScheme:
     """Hamming (product) scheme of a factorial design with factor sizes ``A_1..A_F`` (Kronecker order,
     last factor fastest, as :func:`ufmtheory.designs.factorial`). Projectors and relations are indexed by
     bitmask: bit f set when factor f is in S (resp. the contexts differ in factor f)."""
+    if isinstance(sizes, str | bytes) or not isinstance(sizes, Sequence | np.ndarray):
+        raise TypeError(f"sizes must be a sequence of integers, got {type(sizes).__name__}")
+    if any(isinstance(a, bool) or not isinstance(a, int | np.integer) for a in sizes):
+        raise TypeError(f"sizes must contain integers, got {tuple(sizes)!r}")
     sizes = tuple(int(a) for a in sizes)
     if not sizes or any(a < 2 for a in sizes):
         raise ValueError(f"sizes must be a non-empty sequence of integers >= 2, got {sizes}")
     F = len(sizes)
+    if F > MAX_FACTORS:
+        # the eigenvalue table has 4^F exact entries: F = 30 would never finish
+        raise ValueError(
+            f"sizes has {F} factors; the exact scheme supports at most MAX_FACTORS = {MAX_FACTORS}"
+        )
     subsets = [tuple(f for f in range(F) if mask >> f & 1) for mask in range(2**F)]
     ranks = tuple(math.prod(sizes[f] - 1 for f in S) for S in subsets)
     table = []
@@ -221,7 +234,12 @@ def hierarchical_scheme(depth: int, branching: int) -> AssociationScheme:
     Projector labels are levels ``l = 0..D`` (``P_0 = J/K``, ``P_l = Q_l - Q_{l-1}``, rank
     ``b^l - b^{l-1}``); relation ``c = 0..D`` is the height of the lowest common ancestor above the leaves
     (``n_0 = 1``, ``n_c = b^c - b^{c-1}``)."""
+    for name, value in (("depth", depth), ("branching", branching)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
     D, b = int(depth), int(branching)
+    if D > MAX_DEPTH:
+        raise ValueError(f"depth = {D} exceeds MAX_DEPTH = {MAX_DEPTH}")
     if D < 1 or b < 2:
         raise ValueError(f"need depth >= 1 and branching >= 2, got depth={depth}, branching={branching}")
 
@@ -271,11 +289,16 @@ def scheme(design: Design) -> AssociationScheme:
 
 def scheme_from_description(desc: Mapping[str, Any]) -> AssociationScheme:
     """Rebuild a scheme from :meth:`AssociationScheme.describe` (e.g. when loading a saved Trajectory)."""
+    if not isinstance(desc, Mapping):
+        raise TypeError(f"scheme description must be a mapping, got {type(desc).__name__}")
     kind = desc.get("kind")
-    if kind == "factorial":
-        return factorial_scheme(desc["sizes"])
-    if kind == "hierarchical":
-        return hierarchical_scheme(desc["depth"], desc["branching"])
+    try:
+        if kind == "factorial":
+            return factorial_scheme(desc["sizes"])
+        if kind == "hierarchical":
+            return hierarchical_scheme(desc["depth"], desc["branching"])
+    except KeyError as exc:
+        raise ValueError(f"scheme description {dict(desc)!r} lacks {exc}") from None
     raise ValueError(
         f"unknown scheme description {dict(desc)!r} (kind must be 'factorial' or 'hierarchical')"
     )
