@@ -1,0 +1,56 @@
+"""Closed forms and helpers written out from the docs for the claims (not the package's implementations)."""
+
+from __future__ import annotations
+
+import math
+from functools import reduce
+from typing import Any
+
+import numpy as np
+
+from ufmtheory.testing._claim import RunFailed
+
+TIGHT = {"rtol": 1e-11, "atol": 1e-13}
+
+
+# -- closed-form helpers written out from the docs (not the package's implementations) -------------------
+def centering(K: int) -> np.ndarray:
+    return np.eye(K) - np.ones((K, K)) / K
+
+
+def kron_projector(sizes: tuple[int, ...], S: tuple[int, ...]) -> np.ndarray:
+    """``P_S = ⊗_{f∈S}(I - J/A_f) ⊗_{f∉S} J/A_f`` (Kronecker order, last factor fastest)."""
+    blocks = [np.eye(a) - 1.0 / a if f in S else np.full((a, a), 1.0 / a) for f, a in enumerate(sizes)]
+    return reduce(np.kron, blocks)
+
+
+def softmax_columns(L: np.ndarray) -> np.ndarray:
+    Z = np.exp(L - L.max(axis=0))
+    return Z / Z.sum(axis=0)
+
+
+def centred_cosines(G: np.ndarray) -> np.ndarray:
+    C = centering(G.shape[0])
+    Gc = C @ G @ C
+    d = np.sqrt(np.clip(np.diag(Gc), 1e-300, None))
+    return Gc / np.outer(d, d)
+
+
+def digits(sizes: tuple[int, ...]) -> np.ndarray:
+    """(F, K) factor values of each context (Kronecker order)."""
+    return np.array(np.unravel_index(np.arange(math.prod(sizes)), sizes))
+
+
+def finished(run: Any, what: str) -> None:
+    if not run.ok:
+        raise RunFailed(str(run.status).split(":")[0].split(" ")[0] or "failed", f"{what}: {run.status}")
+
+
+def sizes_reason(sizes: Any, min_factors: int = 1, max_K: int = 64) -> str | None:
+    if sizes is None or len(sizes) < min_factors:
+        return f"needs a factorial design with at least {min_factors} factor(s), got sizes={sizes}"
+    if any(a < 2 for a in sizes):
+        return f"every factor needs >= 2 values, got sizes={sizes}"
+    if math.prod(sizes) > max_K:
+        return f"K = {math.prod(sizes)} > {max_K}: too large for a quick check"
+    return None

@@ -1,0 +1,268 @@
+"""Claims on the standard UFM and the convex programmes: measurements, validity conditions, spaces."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.integrate import quad
+from scipy.optimize import brentq
+from scipy.special import expi
+
+from ufmtheory.designs import Design, factorial, from_counts
+from ufmtheory.equilibria import etf_mode_time, zhu
+from ufmtheory.models import UFM
+from ufmtheory.programs import proxy_gap
+from ufmtheory.solvers import gradient_descent, gradient_flow, init
+from ufmtheory.testing._claim import RunFailed
+from ufmtheory.testing._reference import TIGHT, centering, finished, sizes_reason
+from ufmtheory.trajectory import log_grid
+
+
+# -- 1. Zhu et al. ----------------------------------------------------------------------------------------
+def zhu_applicable(K: int, n: int, lam_W: float, lam_H: float) -> str | None:
+    if K < 2 or n < 1:
+        return f"needs K >= 2 classes and n >= 1 contexts per class, got K={K}, n={n}"
+    if lam_W <= 0 or lam_H <= 0:
+        return f"the closed form needs both ridges > 0, got lam_W={lam_W}, lam_H={lam_H}"
+    return None
+
+
+def zhu_measure(K: int, n: int, lam_W: float, lam_H: float) -> tuple[float, str]:
+    design = (
+        factorial((K,)) if n == 1 else Design(Y=np.kron(np.eye(K), np.ones((1, n))), X=np.zeros((0, K * n)))
+    )
+    prob = UFM(design, dim=K, lam_W=lam_W, lam_H=lam_H)
+    eq = zhu(prob)
+    # THEORY §3: ε = sqrt(n λ_W λ_H); x* = ln(1/ε - (K-1)) if ε < 1/K, else W = H = 0.
+    eps = math.sqrt(n * lam_W * lam_H)
+    x = math.log(1.0 / eps - (K - 1)) if eps < 1.0 / K else 0.0
+    C = centering(K)
+    gram_H = math.sqrt(lam_W / (n * lam_H)) * x * np.kron(C, np.ones((n, n)))  # same feature per class
+    gram_W = math.sqrt(n * lam_H / lam_W) * x * C
+    loss = math.log1p((K - 1) * math.exp(-x)) + eps * (K - 1) * x
+    scale = max(1.0, float(np.abs(gram_H).max()), float(np.abs(gram_W).max()))
+    err_gram = max(float(np.abs(eq.gram_H - gram_H).max()), float(np.abs(eq.gram_W - gram_W).max())) / scale
+    err_loss = abs(eq.loss - loss) / max(1.0, abs(loss))
+    # Stationarity of a realisation (W from eig(W Wᵀ), H solving W H = logits) under the model's gradient.
+    ev, U = np.linalg.eigh(eq.gram_W)
+    keep = ev > 1e-12 * max(ev.max(), 1e-300)
+    W = np.zeros((K, K))
+    H = np.zeros((K, K * n))
+    W[:, : keep.sum()] = U[:, keep] * np.sqrt(ev[keep])
+    H[: keep.sum()] = (U[:, keep] / np.sqrt(ev[keep])).T @ eq.logits
+    _, grads = prob.loss_and_grad({"W": W, "H": H})
+    err_grad = max(float(np.abs(grads["W"]).max()), float(np.abs(grads["H"]).max()))
+    detail = (
+        f"ε={eps:.4g}, x*={x:.6g}: Gram error {err_gram:.2e}, loss error {err_loss:.2e}, |∇f| {err_grad:.2e}"
+    )
+    return max(err_gram, err_loss, err_grad), detail
+
+
+def zhu_space(st: Any) -> Any:
+    return st.fixed_dictionaries(
+        {
+            "K": st.integers(2, 8),
+            "n": st.integers(1, 3),
+            "lam_W": st.floats(1e-4, 0.5),
+            "lam_H": st.floats(1e-4, 0.5),
+        }
+    )
+
+
+# -- 2. ETF-mode time -------------------------------------------------------------------------------------
+def etf_time_closed(u: Any, K: int, u0: float) -> Any:
+    """THEORY §3: t(u) = ½[(K-1) ln(u/u₀) + Ei(u) - Ei(u₀)]."""
+    return 0.5 * ((K - 1) * np.log(u / u0) + expi(u) - expi(u0))
+
+
+def etf_applicable(K: int, u0: float, t1: float) -> str | None:
+    if K < 2:
+        return f"needs K >= 2, got {K}"
+    if not 0 < u0 <= 20:
+        return f"needs 0 < u0 <= 20 (an aligned init of moderate size), got {u0}"
+    if not 0 < t1 <= 1e8:
+        return f"needs 0 < t1 <= 1e8, got {t1}"
+    return None
+
+
+def etf_measure(K: int, u0: float, t1: float) -> tuple[float, str]:
+    prob = UFM(factorial((K,)), dim=K)
+    tr = gradient_flow(prob, t1, init=init.aligned(prob, u0), saveat=log_grid(t1, 24), **TIGHT)
+    finished(tr, "gradient_flow")
+    u_flow = np.trace(tr.gram_H, axis1=1, axis2=2) / (K - 1)
+    # Expected u(t): invert the closed form by root finding at every saved time.
+    u_cf = np.array(
+        [
+            u0
+            if t == 0
+            else brentq(lambda u, t=t: etf_time_closed(u, K, u0) - t, u0, u0 + 2 * t + 50, xtol=1e-14)
+            for t in tr.ts
+        ]
+    )
+    err_u = float(np.max(np.abs(u_flow - u_cf) / u_cf))
+    err_gram = float(np.max(np.abs(tr.gram_H - u_cf[:, None, None] * centering(K)).max(axis=(1, 2)) / u_cf))
+    # The package's etf_mode_time against quadrature of dt/du = (e^u + K - 1)/(2u) (independent of Ei).
+    u_mid = float(u_cf[len(u_cf) // 2])
+    t_quad = quad(lambda v: (math.exp(v) + K - 1) / (2 * v), u0, u_mid, epsabs=0, epsrel=1e-12, limit=200)[0]
+    err_fn = abs(float(etf_mode_time(u_mid, K, u0)) - t_quad) / max(t_quad, 1e-12)
+    detail = (
+        f"u(t1)={u_cf[-1]:.5g}: u error {err_u:.2e}, Gram error {err_gram:.2e}, "
+        f"etf_mode_time vs quad {err_fn:.2e}"
+    )
+    return max(err_u, err_gram, err_fn), detail
+
+
+def etf_space(st: Any) -> Any:
+    return st.fixed_dictionaries(
+        {"K": st.integers(2, 8), "u0": st.floats(1e-3, 3.0), "t1": st.sampled_from([10.0, 1e3, 1e5])}
+    )
+
+
+# -- 3. conservation of WᵀW - HHᵀ -------------------------------------------------------------------------
+def design(sizes: Any, counts: Any) -> Design:
+    return from_counts(np.array(counts, dtype=float)) if counts is not None else factorial(tuple(sizes))
+
+
+def cons_applicable(
+    sizes: Any, counts: Any, dim: int, scale: float, lam_W: float, lam_H: float, t1: float, seed: int
+) -> str | None:
+    if lam_W != lam_H:
+        return f"needs equal ridges (dD/dt = -2λD only then), got lam_W={lam_W}, lam_H={lam_H}"
+    if counts is None and sizes_reason(sizes) is not None:
+        return sizes_reason(sizes)
+    if dim < 1 or scale <= 0 or t1 <= 0 or lam_W < 0:
+        return (
+            f"needs dim >= 1, scale > 0, t1 > 0, lam >= 0; got dim={dim}, scale={scale}, t1={t1}, lam={lam_W}"
+        )
+    return None
+
+
+def cons_measure(
+    sizes: Any, counts: Any, dim: int, scale: float, lam_W: float, lam_H: float, t1: float, seed: int
+) -> tuple[float, str]:
+    prob = UFM(design(sizes, counts), dim=dim, lam_W=lam_W, lam_H=lam_H)
+    tr = gradient_flow(
+        prob, t1, init=init.small(prob, scale, seed=seed), saveat=20, save_params=True, rtol=1e-10, atol=1e-12
+    )
+    finished(tr, "gradient_flow")
+    W, H = tr.params["W"], tr.params["H"]
+    WtW, HHt = np.einsum("tvi,tvj->tij", W, W), np.einsum("tim,tjm->tij", H, H)
+    D = WtW - HHt
+    expected = np.exp(-2 * lam_W * tr.ts)[:, None, None] * D[0]  # D(t) = e^{-2λt} D(0)
+    # Relative to the size of the two terms: the integrator's error in each is relative to their size.
+    drift = np.linalg.norm(D - expected, axis=(1, 2)) / (
+        np.linalg.norm(WtW, axis=(1, 2)) + np.linalg.norm(HHt, axis=(1, 2))
+    )
+    growth = np.trace(WtW[-1]) / np.trace(WtW[0])
+    return float(drift.max()), f"max drift {drift.max():.2e} while tr(WᵀW) changed ×{growth:.3g}"
+
+
+def cons_space(st: Any) -> Any:
+    lam = st.sampled_from([0.0, 0.0, 1e-2, 0.05])
+    return st.fixed_dictionaries(
+        {
+            "sizes": st.sampled_from([(2,), (3,), (2, 2), (2, 3)]),
+            "counts": st.one_of(
+                st.none(),
+                st.sampled_from([((3, 1, 0), (0, 2, 2)), ((3, 1, 0, 0), (0, 2, 2, 0), (1, 0, 0, 5))]),
+            ),
+            "dim": st.integers(2, 6),
+            "scale": st.floats(0.05, 1.0),
+            "t1": st.sampled_from([10.0, 1e3]),
+            "seed": st.integers(0, 1000),
+        }
+    ).flatmap(lambda d: lam.map(lambda v: {**d, "lam_W": v, "lam_H": v}))
+
+
+# -- 9. gradient descent -> flow at first order ------------------------------------------------------------
+def gd_applicable(
+    sizes: Any, counts: Any, dim: int, lam: float, T: float, scale: float, seed: int, lr_max: float
+) -> str | None:
+    if counts is None and sizes_reason(sizes, max_K=16) is not None:
+        return sizes_reason(sizes, max_K=16)
+    if dim < 1 or lam < 0 or T <= 0 or scale <= 0:
+        return f"needs dim >= 1, lam >= 0, T > 0, scale > 0, got {dim}, {lam}, {T}, {scale}"
+    if not 0 < lr_max <= 0.5 or T / lr_max > 5000:
+        return f"needs 0 < lr_max <= 0.5 (asymptotic regime), T/lr_max <= 5000; got lr_max={lr_max}, T={T}"
+    return None
+
+
+def gd_measure(
+    sizes: Any, counts: Any, dim: int, lam: float, T: float, scale: float, seed: int, lr_max: float
+) -> tuple[float, str]:
+    prob = UFM(design(sizes, counts), dim=dim, lam_W=lam, lam_H=lam)
+    x0 = init.small(prob, scale, seed=seed)
+    flow = gradient_flow(prob, T, init=x0, saveat=np.array([0.0, T]), save_params=True, **TIGHT)
+    finished(flow, "gradient_flow")
+    target = prob.pack({k: v[-1] for k, v in flow.params.items()})
+    lrs, errs = [], []
+    for k in range(4):
+        steps = max(1, int(round(T / (lr_max / 2**k))))
+        lr = T / steps  # the grid lands exactly on T
+        gd = gradient_descent(prob, lr, steps, init=x0, saveat=np.array([0, steps]), save_params=True)
+        finished(gd, "gradient_descent")
+        lrs.append(lr)
+        errs.append(float(np.abs(prob.pack({k2: v[-1] for k2, v in gd.params.items()}) - target).max()))
+    slope = float(np.polyfit(np.log(lrs), np.log(errs), 1)[0])
+    return abs(
+        slope - 1.0
+    ), f"fitted order {slope:.4f} from errors {[f'{e:.2e}' for e in errs]} at lr {[round(x, 4) for x in lrs]}"
+
+
+def gd_space(st: Any) -> Any:
+    return st.fixed_dictionaries(
+        {
+            "sizes": st.sampled_from([(2,), (3,), (2, 2), (2, 3)]),
+            "dim": st.integers(2, 5),
+            "lam": st.sampled_from([0.0, 1e-2, 5e-2]),
+            "T": st.floats(5.0, 30.0),
+            "scale": st.floats(0.1, 0.6),
+            "seed": st.integers(0, 1000),
+        }
+    )
+
+
+# -- 10. the centred-support proxy is exact for disjoint equal supports ----------------------------------
+def proxy_applicable(blocks: Any, V: int, seed: int) -> str | None:
+    blocks = tuple(blocks)
+    if len(blocks) < 1 or min(blocks) < 1:
+        return f"needs at least one context and blocks of >= 1 token, got {blocks}"
+    if len(set(blocks)) != 1:
+        return f"the proxy is exact only for equal-size supports, got sizes {blocks}"
+    if sum(blocks) > V or V < 2 or V > 40:
+        return f"needs disjoint supports inside 2 <= V <= 40 tokens: sum of sizes {sum(blocks)} vs V = {V}"
+    return None
+
+
+def proxy_measure(blocks: Any, V: int, seed: int) -> tuple[float, str]:
+    blocks = tuple(blocks)
+    m, s = len(blocks), blocks[0]
+    rng = np.random.default_rng(seed)
+    P = np.zeros((m, V))
+    for j in range(m):
+        p = rng.random(s) + 0.1  # the probabilities inside a support do not matter, only the support
+        P[j, j * s : (j + 1) * s] = p / p.sum()
+    gap = proxy_gap(P)
+    # Closed form: S Sᵀ = s I, S 1 = s 1, so S C_V Sᵀ = s I - s² 11ᵀ/V: singular values sqrt(s) (m - 1 times)
+    # and sqrt(s - s² m / V).
+    nuc = (m - 1) * math.sqrt(s) + math.sqrt(max(s - s * s * m / V, 0.0))
+    if not str(gap.optimum_result.status).startswith("optimal"):
+        raise RunFailed("failed", f"the NN-SVM did not solve: {gap.optimum_result.status}")
+    err = max(abs(gap.proxy_nuclear - nuc), abs(gap.optimum_nuclear - nuc)) / nuc
+    return (
+        err,
+        f"‖proxy‖_* = {gap.proxy_nuclear:.9g}, NN-SVM optimum {gap.optimum_nuclear:.9g}, "
+        f"closed form {nuc:.9g}",
+    )
+
+
+def proxy_space(st: Any) -> Any:
+    return st.tuples(st.integers(2, 4), st.integers(1, 3), st.integers(0, 3), st.integers(0, 100)).map(
+        lambda t: {
+            "blocks": (t[1],) * t[0],
+            "V": t[0] * t[1] + t[2] + (1 if t[0] * t[1] + t[2] < 2 else 0),
+            "seed": t[3],
+        }
+    )
