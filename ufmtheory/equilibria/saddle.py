@@ -51,8 +51,8 @@ def semantic_saddle(
         restricted minimiser is 0). ``stats``: ``w``, ``h``, ``ell``, ``g`` (label order ``labels``),
         ``residual``, ``jacobian_eigenvalues`` (descending), ``mu``, ``n_unstable``, ``interaction_blocks``
         (per zero mode: ``g``, ``kappa``, the 2×2 escape ``block`` of docs: Theory §9, its eigenvalues and
-        those of the same block cut from the Jacobian), ``mu_formula`` (largest 2×2 eigenvalue), ``decoupling`` (largest Jacobian
-        entry coupling a zero mode to the rest: 0 in exact arithmetic).
+        those of the same block cut from the Jacobian), ``mu_formula`` (largest 2×2 eigenvalue),
+        ``decoupling`` (largest Jacobian entry coupling a zero mode to the rest: 0 in exact arithmetic).
 
     Example (2×2 grid, ridge on H: always a strict saddle):
         >>> import ufmtheory as ut
