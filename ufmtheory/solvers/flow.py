@@ -129,7 +129,21 @@ def _progress_bar(progress: bool, total: float, desc: str) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=round(total, 3), desc=desc, unit="ln-t" if desc.endswith("(log t)") else "t")
+    if isinstance(total, (int, np.integer)):
+        return tqdm(total=int(total), desc=desc, unit="step")
+    # tqdm prints a float count with all its digits (11.519999999999973/11.513): format it here; _advance
+    # keeps the count <= total (no clamp warning, no negative time left).
+    return tqdm(
+        total=total, desc=desc, bar_format="{l_bar}{bar}| {n:.4g}/{total:.4g} [{elapsed}<{remaining}]"
+    )
+
+
+def _advance(bar: Any, position: float) -> None:
+    """Move a float progress bar to ``position`` (capped at its total; never backwards)."""
+    target = min(float(position), bar.total)
+    if target > bar.n:
+        bar.update(target - bar.n)
+        bar.n = min(bar.n, bar.total)  # n + (target - n) can round one ulp past the total
 
 
 def gradient_flow(
@@ -189,20 +203,22 @@ def gradient_flow(
     ts = _resolve_saveat(saveat, t1)
 
     evals = 0
-    bar = _progress_bar(progress, math.log1p(t1) if log_time else t1, "gradient flow (log t)")
-    shown = 0.0
+    bar = _progress_bar(
+        progress,
+        math.log1p(t1) if log_time else t1,
+        "gradient flow, ln(1+t)" if log_time else "gradient flow, t",
+    )
 
     def rhs(s: float, theta: np.ndarray) -> np.ndarray:
-        nonlocal evals, shown
+        nonlocal evals
         evals += 1
         if max_evals is not None and evals > max_evals:
             raise _Stop(f"max_evals={max_evals} gradient evaluations reached")
         _, g = problem.flat_loss_and_grad(theta)
         if not np.all(np.isfinite(g)):
             raise _Stop(f"non-finite gradient at {'s' if log_time else 't'} = {s:.6g}")
-        if bar is not None and s > shown:
-            bar.update(round(s - shown, 3))
-            shown = s
+        if bar is not None:
+            _advance(bar, s)
         g *= -math.exp(s) if log_time else -1.0  # g is freshly allocated by the problem: scale in place
         return g
 
@@ -235,6 +251,8 @@ def gradient_flow(
         status = f"failed: {stopped}"
     finally:
         if bar is not None:
+            if status == "ok":
+                _advance(bar, bar.total)
             bar.close()
     wall = time.perf_counter() - start
     if recorder.count == 0:
