@@ -15,7 +15,7 @@
 # %% [markdown]
 # # The standard UFM: from a small initialisation to the simplex ETF
 #
-# A short walk-through of the standard unconstrained features model (THEORY.md section 3; docs page
+# A short walk-through of the standard unconstrained features model (docs: Theory §3-§4; docs page
 # *Standard UFM*):
 #
 # 1. a $3\times3$ factorial design (9 contexts, colour × shape, each with its own next token);

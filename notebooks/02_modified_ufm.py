@@ -18,7 +18,7 @@
 # The standard UFM ignores the latent attributes of the contexts and goes straight to the simplex ETF. The
 # modified UFM keeps a shared path through them, $H = E\tilde X$ with $\tilde X = [\alpha X; \beta I]$, so
 # gradient flow moves the features by $\dot H = -\nabla_H f\, K_x$ with $K_x = \alpha^2 X^\top X + \beta^2 I$
-# (THEORY.md section 4; docs page *Modified UFM*). This notebook
+# (docs: Theory §5-§11; docs page *Modified UFM*). This notebook
 #
 # 1. runs the standard and the modified UFM side by side on a $3\times3$ grid from small random inits;
 # 2. predicts the phase times (onset, peak, collapse, ETF time) with the exact reduced ODE and puts the

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # Imbalance and next-token supports
 #
-# Vanishing-ridge geometry beyond the balanced ETF (THEORY.md section 3; docs page *Imbalance and
+# Vanishing-ridge geometry beyond the balanced ETF (docs: Theory §4.5; docs page *Imbalance and
 # next-token supports*). Logit matrices here are $(m, V)$: contexts × tokens. This notebook
 #
 # 1. checks the nuclear-norm SVM against the ETF on a balanced one-hot design;
