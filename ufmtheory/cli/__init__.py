@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from ufmtheory import __version__
 from ufmtheory.cli import (
+    check,
     compare,
     demo,
     predict,
@@ -35,6 +36,7 @@ COMMANDS = (
     predict,
     train,
     compare,
+    check,
 )
 """The command modules, in the order ``ufm --help`` lists them."""
 
