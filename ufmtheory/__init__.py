@@ -36,6 +36,7 @@ from ufmtheory.solvers import (
     gradient_flow,
     init,
     linear,
+    optimize,
     reduced_flow,
     reduced_solve,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "log_grid",
     "gradient_flow",
     "gradient_descent",
+    "optimize",
     "reduced_solve",
     "reduced_flow",
     "ReducedProblem",

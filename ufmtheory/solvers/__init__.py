@@ -45,6 +45,7 @@ see :class:`~ufmtheory.trajectory.StructuredGrams`) whose metrics come from the 
 
 from ufmtheory.solvers import init, linear
 from ufmtheory.solvers.flow import choose_method, gradient_descent, gradient_flow
+from ufmtheory.solvers.optimize import optimize
 from ufmtheory.solvers.reduced import (
     MATERIALISE_MAX_K,
     ReducedProblem,
@@ -61,6 +62,7 @@ __all__ = [
     "choose_method",
     "gradient_flow",
     "gradient_descent",
+    "optimize",
     "ReducedProblem",
     "ReducedSolution",
     "reduced_solve",
