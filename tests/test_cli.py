@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from ufmtheory.analysis.phases import predict_phases
 from ufmtheory.cli import demo as demo_command
 from ufmtheory.cli import main
 from ufmtheory.experiments.demo import DemoResult
+from ufmtheory.report import design_label
 
 FACT33 = {"kind": "factorial", "sizes": [3, 3]}
 
@@ -303,3 +306,24 @@ def test_compare_bad_inputs_are_one_line_exit_2(tmp_path: Path, capsys: pytest.C
     (tmp_path / "broken.json").write_text("{")
     assert main(["compare", str(broken), str(theory), "--design", str(design_cfg)]) == 2
     _one_line_error(capsys.readouterr(), "THEORY", "broken")
+
+
+# -- what a person sees --------------------------------------------------------------------------------------
+def test_progress_bars_print_clean_numbers_and_no_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    design = ut.designs.factorial((2, 2))
+    prob = ut.UFM(design, dim=4, lam_W=1e-2, lam_H=1e-2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tqdm's clamp warning would fail the test
+        traj = ut.gradient_flow(prob, 1e4, init=ut.init.small(prob, 1e-2, seed=0), progress=True)
+    assert traj.status == "ok"
+    err = capsys.readouterr().err
+    # No float artefacts (11.519999999999973), the count never past the total, and a full bar at the end.
+    assert not re.search(r"\d\.\d{6,}", err), err
+    assert "-00:" not in err and f"{np.log1p(1e4):.4g}/{np.log1p(1e4):.4g}" in err
+
+
+def test_design_names_in_words() -> None:
+    assert design_label(ut.designs.factorial((3, 3)).summary()) == "factorial 3×3 (K = 9)"
+    assert (
+        design_label(ut.designs.hierarchical(2, 3).summary()) == "hierarchical, depth 2, branching 3 (K = 9)"
+    )

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ufmtheory._format import format_number
 from ufmtheory._io import atomic_write_bytes
 from ufmtheory.analysis.phases import Phases, detect_phases
 from ufmtheory.metrics import centered
@@ -72,7 +73,7 @@ def plot_gram_snapshots(
             image = ax.imshow(G, vmin=-1, vmax=1, cmap="RdBu_r")
         else:
             image = ax.imshow(G, cmap="RdBu_r")
-        ax.set_title(f"{'step' if traj.time_unit == 'step' else 't'} = {t:.3g}", fontsize=9)
+        ax.set_title(f"{'step' if traj.time_unit == 'step' else 't'} = {format_number(t)}", fontsize=9)
         if labels is not None and len(labels) <= 16:
             # Row labels on the first panel only: the panels share rows, and labels on every panel run into
             # the panel to their left.
@@ -304,7 +305,9 @@ def plot_gram_at_phases(
             image = ax.imshow(cosine_gram(centered(G)), vmin=-1, vmax=1, cmap="RdBu_r")
         else:
             image = ax.imshow(G, cmap="RdBu_r")
-        ax.set_title(f"{label}: t = {t:.3g}", fontsize=9)
+        ax.set_title(
+            f"{label}: {'step' if traj.time_unit == 'step' else 't'} = {format_number(t)}", fontsize=9
+        )
         if names is not None and len(names) <= 16 and len(names) == G.shape[0]:
             ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
             ax.set_yticks(range(len(names)), names if ax is axes[0] else [], fontsize=6)

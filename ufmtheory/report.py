@@ -83,9 +83,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def _phase_rows(results: dict[str, Any]) -> list[list[Any]]:
     rows: list[list[Any]] = []
     sources = [
-        ("standard UFM, detected", "gf", results.get("standard_phases", {}).get("detected")),
-        ("modified UFM, predicted", "gf", results.get("modified", {}).get("predicted")),
-        ("modified UFM, detected", "gf", results.get("modified", {}).get("detected")),
+        ("standard UFM, detected", "t", results.get("standard_phases", {}).get("detected")),
+        ("modified UFM, predicted", "t", results.get("modified", {}).get("predicted")),
+        ("modified UFM, detected", "t", results.get("modified", {}).get("detected")),
         ("transformer, measured", "step", results.get("transformer", {}).get("phases")),
     ]
     for name, unit, by_which in sources:
@@ -150,6 +150,55 @@ def _comparison_html(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _checks_html(results: dict[str, Any]) -> str:
+    """The theory runs against their closed forms (the numbers a reader checks first)."""
+    reg, mode = results.get("regularised"), results.get("etf_mode")
+    mod = results.get("modified", {})
+    rows: list[list[Any]] = []
+    if reg:
+        rows += [
+            [
+                "regularised standard UFM vs Zhu et al.: max |ΔHᵀH|",
+                reg.get("max_abs_error_vs_zhu_gram_H"),
+                reg.get("status"),
+            ],
+            [
+                "regularised standard UFM vs Zhu et al.: max |ΔWWᵀ|",
+                reg.get("max_abs_error_vs_zhu_gram_W"),
+                reg.get("status"),
+            ],
+            ["regularised standard UFM: ETF time", reg.get("etf_time"), reg.get("status")],
+        ]
+    if mode:
+        rows.append(
+            [
+                "ETF mode to t = 1e8: max relative error vs t(u)",
+                mode.get("max_relative_error_vs_closed_form"),
+                mode.get("status"),
+            ]
+        )
+    full = mod.get("full_flow")
+    if full:
+        rows.append(
+            [
+                "modified UFM: full flow vs reduced ODE, max relative error of HᵀH",
+                full.get("max_rel_error_vs_reduced_gram_H"),
+                full.get("status"),
+            ]
+        )
+    cos = mod.get("plateau_cosines_H")
+    if cos:
+        for key, words in (("share_one", "one shared attribute"), ("share_none", "no shared attribute")):
+            rows.append(
+                [
+                    f"plateau cosine, pairs with {words} (theory {_fmt(cos['theory'][key])})",
+                    cos["measured_at_peak"][key],
+                    "measured at the peak",
+                ]
+            )
+    return _table(["check", "value", "status"], rows) if rows else ""
+
+
 def html_report(
     results: dict[str, Any],
     figures: Sequence[tuple[str, bytes]] | Sequence[tuple[str, Path]],
@@ -184,10 +233,12 @@ def html_report(
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Design: {html.escape(design_label(design))}</p>" if design else "",
         tr_html,
+        "<h2>Checks against closed forms</h2>",
+        _checks_html(results),
         "<h2>Phase times</h2>",
         "<p>Onset: semantic strength first reaches half its peak; collapse: first falls below half the peak "
         "after it; ETF time: ETF distance stays below the tolerance.</p>",
-        _table(["run", "unit", *PHASES, "peak strength"], _phase_rows(results)),
+        _table(["run", "time", *PHASES, "peak strength"], _phase_rows(results)),
         "<h2>Theory vs transformer</h2>",
         _comparison_html(results),
         "<h2>Figures</h2>",
