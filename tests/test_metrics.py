@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import budget
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -229,7 +230,7 @@ def _nan_close(a: dict, b: dict, rtol: float = 1e-8, atol: float = 1e-9) -> None
         np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=atol, equal_nan=True, err_msg=k)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=budget(25))
 @given(
     seed=st.integers(0, 2**32 - 1),
     name=st.sampled_from(sorted(DESIGNS)),
@@ -513,3 +514,56 @@ def test_trajectory_metrics_design_mismatch():
         M.trajectory_metrics(traj, ut.designs.factorial((2, 3)), which="H")
     with pytest.raises(ValueError, match="design"):
         M.trajectory_metrics(traj, ut.designs.factorial((2, 3)), which="W")
+
+
+# -- features with a large common offset, and inputs that are not Gram matrices ------------------------
+def _nc1_reference(H: np.ndarray, y: np.ndarray) -> float:
+    """Papyan's NC1 written out with d×d scatter matrices; Σ_B⁺ keeps its top K-1 eigen-directions."""
+    classes = np.unique(y)
+    K, N = classes.size, y.size
+    mu_G = H.mean(axis=1, keepdims=True)
+    means = np.stack([H[:, y == k].mean(axis=1) for k in classes], axis=1)
+    Sw = sum(np.outer(H[:, i] - means[:, y[i]], H[:, i] - means[:, y[i]]) for i in range(N)) / N
+    Sb = sum(np.outer(means[:, k] - mu_G[:, 0], means[:, k] - mu_G[:, 0]) for k in range(K)) / K
+    vals, vecs = np.linalg.eigh(Sb)
+    top = np.argsort(vals)[::-1][: K - 1]
+    Sb_pinv = (vecs[:, top] / vals[top]) @ vecs[:, top].T
+    return float(np.trace(Sw @ Sb_pinv) / K)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e2, 1e4, 1e8])
+def test_nc1_with_a_large_common_offset(offset):
+    rng = np.random.default_rng(0)
+    K, d, n = 5, 16, 10
+    y = np.repeat(np.arange(K), n)
+    H = rng.normal(size=(d, K))[:, y] + 0.3 * rng.normal(size=(d, K * n))
+    ref = _nc1_reference(H, y)  # on the offset-free features: NC1 is translation invariant
+    # rounding in the offset features is eps·offset relative to features of size ~1
+    np.testing.assert_allclose(M.nc1(H + offset, y), ref, rtol=1e-10 + 1e-14 * offset)
+
+
+def test_ncc_agreement_with_a_large_common_offset():
+    rng = np.random.default_rng(1)
+    d, K, N, offset = 8, 6, 200, 1e8
+    Mn = rng.normal(size=(d, K)) + offset
+    H = rng.normal(size=(d, N)) * 0.7 + offset
+    W = rng.normal(size=(K, d))
+    # nearest centre by direct subtraction (exact for these magnitudes), independent of the expanded form
+    nearest = np.argmin(((H[:, :, None] - Mn[:, None, :]) ** 2).sum(axis=0), axis=1)
+    expected = float(np.mean(np.argmax(W @ H, axis=0) == nearest))
+    assert M.ncc_agreement(W, H, Mn) == expected
+
+
+@pytest.mark.parametrize(
+    "G, match",
+    [
+        (np.array([[1.0, 0.5], [0.2, 1.0]]), "symmetric"),
+        (np.array([[-1.0, 0.0], [0.0, 1.0]]), "negative"),
+        (np.array([[1.0, np.nan], [np.nan, 1.0]]), "finite"),
+    ],
+)
+def test_not_a_gram_is_an_error_not_nan(G, match):
+    with pytest.raises(ValueError, match=match):
+        M.etf_distance(G)
+    with pytest.raises(ValueError, match=match):
+        M.gram_metrics(G)

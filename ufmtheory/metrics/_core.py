@@ -27,12 +27,28 @@ def _as_array(name: str, value: Any, ndim: int) -> np.ndarray:
     return arr
 
 
+# A Gram is symmetric with a non-negative diagonal; products such as H.T @ H are symmetric to rounding
+# (~1e-16 relative in float64, ~1e-7 for Grams a float32 model computed), so beyond 1e-6 it is not a Gram.
+_SYM_TOL = 1e-6
+
+
+def _check_gram_values(G: np.ndarray, name: str) -> None:
+    scale = np.max(np.abs(G), axis=(-2, -1), keepdims=True)
+    asym = np.abs(G - np.swapaxes(G, -1, -2))
+    if np.any(asym > _SYM_TOL * scale):
+        worst = float(np.max(asym / np.where(scale > 0, scale, 1.0)))
+        raise ValueError(f"{name} must be a symmetric Gram matrix (relative asymmetry {worst:.3g})")
+    if np.any(_diag(G) < -_SYM_TOL * scale[..., 0]):
+        raise ValueError(f"{name} must be a Gram matrix: its diagonal (squared norms) has negative entries")
+
+
 def _check_gram(G: Any, name: str = "G", min_K: int = 2) -> np.ndarray:
     G = _as_array(name, G, ndim=2)
     if G.shape[0] != G.shape[1]:
         raise ValueError(f"{name} must be a square (K, K) Gram matrix, got shape {G.shape}")
     if G.shape[0] < min_K:
         raise ValueError(f"{name} must be at least {min_K}x{min_K}, got shape {G.shape}")
+    _check_gram_values(G, name)
     return G
 
 
@@ -40,6 +56,7 @@ def _check_gram_stack(G: Any, name: str) -> np.ndarray:
     G = _as_array(name, G, ndim=3)
     if G.shape[1] != G.shape[2] or G.shape[1] < 2:
         raise ValueError(f"{name} must have shape (T, K, K) with K >= 2, got {G.shape}")
+    _check_gram_values(G, name)
     return G
 
 

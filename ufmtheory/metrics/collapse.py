@@ -56,7 +56,11 @@ def nc1(H: Any, labels: Any) -> float:
     U, s, _ = np.linalg.svd(Mc, full_matrices=False)
     if s[0] == 0 or s[0] <= _REL_TOL * float(np.abs(H).max()):
         return float("nan")  # all class means coincide: Σ_B = 0
-    r = int(np.sum(s > s[0] * max(Mc.shape) * np.finfo(np.float64).eps))
+    # Centring the means leaves rounding noise of order eps·‖means‖ (the *uncentred* size: features with a
+    # large common offset), not eps·s[0]; and Σ_B has rank at most K - 1. Both bounds keep noise directions
+    # out of Σ_B⁺ (an offset of 100 otherwise gave NC1 ~ 1e25).
+    noise = max(Mc.shape) * np.finfo(np.float64).eps * max(float(s[0]), float(np.linalg.norm(means, 2)))
+    r = min(int(np.sum(s > noise)), K - 1)
     # Σ_B⁺ = K U_r S_r⁻² U_rᵀ, so tr(Σ_W Σ_B⁺)/K = (1/N) ‖S_r⁻¹ U_rᵀ R‖_F².
     Z = (U[:, :r].T @ R) / s[:r, None]
     return float(np.sum(Z * Z) / N)
@@ -190,6 +194,10 @@ def ncc_agreement(W: Any, H: Any, M: Any) -> float:
     if H.shape[1] == 0:
         raise ValueError("H must have at least one column (sample)")
     pred = np.argmax(W @ H, axis=0)
+    # Distances are translation invariant: measure them from the centre of the means, so a large common
+    # offset (1e8) does not cancel away the digits that decide the nearest centre.
+    centre = M.mean(axis=1, keepdims=True)
+    Mc, Hc = M - centre, H - centre
     # ‖h - μ_k‖² = ‖h‖² - 2 μ_kᵀh + ‖μ_k‖²; ‖h‖² is common to all k.
-    nearest = np.argmin(np.sum(M * M, axis=0)[:, None] - 2.0 * (M.T @ H), axis=0)
+    nearest = np.argmin(np.sum(Mc * Mc, axis=0)[:, None] - 2.0 * (Mc.T @ Hc), axis=0)
     return float(np.mean(pred == nearest))
