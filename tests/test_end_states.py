@@ -1,4 +1,4 @@
-"""End states of the modified UFM and its semantic saddle (THEORY.md section 4, "End states").
+"""End states of the modified UFM and its semantic saddle (docs: Theory §8, §9).
 
 Expected values come from routes independent of the code under test:
 
@@ -37,7 +37,7 @@ def _kron_projector(sizes: tuple[int, ...], S: tuple[int, ...]) -> np.ndarray:
 
 
 def _two_factor(A: int, B: int, alpha: float, beta: float) -> dict[str, float]:
-    """Closed-form costs of the ETF and semantic points on an A×B grid (THEORY.md section 4)."""
+    """Closed-form costs of the ETF and semantic points on an A×B grid (docs: Theory §8)."""
     k0, k1, k01 = alpha**2 * B + beta**2, alpha**2 * A + beta**2, beta**2
     J_etf = (A - 1) / math.sqrt(k0) + (B - 1) / math.sqrt(k1) + (A - 1) * (B - 1) / math.sqrt(k01)
     J_sem = (A - 1) * B / math.sqrt(k0) + (B - 1) * A / math.sqrt(k1)
@@ -188,7 +188,7 @@ def test_lp_equals_full_nuclear_norm_programme(sizes, alpha, beta):
 
 
 def test_three_factor_mixed_end_state():
-    """On 2×2×2 at α = β the optimum is neither the ETF nor semantic (computed; not in THEORY.md)."""
+    """On 2×2×2 at α = β the optimum is neither the ETF nor semantic (computed; docs: Theory §12)."""
     sch = factorial_scheme((2, 2, 2))
     res = end_state_lp(sch, sch.kernel_eigenvalues(1.0, 1.0))
     kappa = sch.kernel_eigenvalues(1.0, 1.0)

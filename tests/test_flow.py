@@ -242,7 +242,7 @@ def test_gradient_descent_default_grid():
 def test_unregularised_flow_to_1e8_grows_like_log_t():
     """No ridge, K = 4 one-hot: the flow runs to t = 1e8 (logits ~ ln t, loss ~ 1/t) with status ok.
 
-    Closed-form reference (exact ETF mode, THEORY.md §3): t ≈ ½ Ei(u) ≈ e^u/(2u), so u ≈ ln t + ln(2u):
+    Closed-form reference (exact ETF mode, docs: Theory §4.3): t ≈ ½ Ei(u) ≈ e^u/(2u), so u ≈ ln t + ln(2u):
     u/ln t ∈ (1, 2) late, du/d ln t = 1/(1 - 1/u) ≈ 1.05, and loss ≈ (K-1) e^{-u} ≈ (K-1)/(2 u t).
     From a random init the direction approaches the ETF only slowly, so the bounds are loose.
     """

@@ -12,7 +12,7 @@ from ufmtheory.solvers import linear
 
 
 def main_effect_projector(sizes, f):
-    """Kronecker projector onto the main effect of factor f, built here from THEORY.md §4."""
+    """Kronecker projector onto the main effect of factor f, built here from docs: Theory §6."""
     mats = [np.eye(a) - 1.0 / a if g == f else np.full((a, a), 1.0 / a) for g, a in enumerate(sizes)]
     out = mats[0]
     for M in mats[1:]:
@@ -77,7 +77,7 @@ def test_early_growth_rates_from_aligned_init_within_1_percent(sizes, alpha, bet
         P = main_effect_projector(sizes, f)
         energy = np.einsum("tij,ji->t", traj.gram_H, P)
         rate = fitted_rate(traj.ts, energy, 0, np.inf)
-        # THEORY: early rate 2 sqrt(κ)/K (κ checked against the numerical spectrum above)
+        # docs: Theory §7: early rate 2 sqrt(κ)/K (κ checked against the numerical spectrum above)
         assert rate == pytest.approx(2 * np.sqrt(ev["main"][f]) / K, rel=1e-2)
 
 

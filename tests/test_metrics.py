@@ -1,4 +1,4 @@
-"""Tests for ufmtheory.metrics: closed forms (THEORY.md section 5), invariances, feature-space references."""
+"""Tests for ufmtheory.metrics: closed forms (docs: Theory §10), invariances, feature-space references."""
 
 from __future__ import annotations
 

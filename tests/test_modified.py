@@ -1,4 +1,4 @@
-"""ModifiedUFM (THEORY.md section 4): gradients against torch autograd of an independent implementation,
+"""ModifiedUFM (docs: Theory §5): gradients against torch autograd of an independent implementation,
 reduction to the standard UFM, the preconditioned feature dynamics dH/dt = -∇_H f · K_x, validation."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import ufmtheory as ut
 
 
 def torch_modified_loss(design, prob, W, E):
-    """Reference loss written from THEORY.md section 4 (X̃ built here, not read from the problem)."""
+    """Reference loss written from docs: Theory §5 (X̃ built here, not read from the problem)."""
     X_tilde = np.vstack([prob.alpha * design.X, prob.beta * np.eye(design.m)])
     Wt = torch.tensor(W, requires_grad=True)
     Et = torch.tensor(E, requires_grad=True)
@@ -76,7 +76,7 @@ def test_alpha0_beta1_reproduces_standard_ufm_exactly():
 
 @pytest.mark.parametrize("ridge", ["H", "E"])
 def test_feature_velocity_is_preconditioned_by_attribute_kernel(ridge):
-    """THEORY.md §4: dH/dt = -∇_H f_CE · K_x - (ridge term), K_x = α² XᵀX + β² I, with ∇_H f_CE = Wᵀ G."""
+    """docs: Theory §5: dH/dt = -∇_H f_CE · K_x - (ridge term), K_x = α² XᵀX + β² I, with ∇_H f_CE = Wᵀ G."""
     design = ut.designs.factorial((3, 2))
     alpha, beta, lam = 0.8, 0.6, 0.05
     kw = {"lam_H": lam} if ridge == "H" else {"lam_E": lam}

@@ -1,4 +1,4 @@
-"""Phase times (THEORY.md sections 4-5): predicted by the reduced ODE, detected on any trajectory.
+"""Phase times (docs: Theory §11): predicted by the reduced ODE, detected on any trajectory.
 
 Expected values come from independent routes: the full gradient flow of the same problem (predicted vs
 detected phases), closed forms (a synthetic bump with known half-height crossings, the semantic-plateau

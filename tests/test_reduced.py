@@ -1,4 +1,4 @@
-"""Exact symmetric reduction (THEORY.md section 4): schemes, symbolic derivation, agreement with full flows.
+"""Exact symmetric reduction (docs: Theory §6): schemes, symbolic derivation, agreement with full flows.
 
 Expected values come from independent routes: projectors are checked against their definitions (Kronecker
 products / block averages built here), kernel eigenvalues against ``np.linalg.eigh`` of the design's
@@ -256,7 +256,7 @@ def test_normalised_reduced_matches_full_flow(sizes: tuple[int, int], radius: fl
     np.testing.assert_allclose(np.diagonal(full.gram_H, axis1=1, axis2=2), radius**2, rtol=1e-10)
     # h are the normalised features of the raw state h_raw.
     assert sol.h_raw is not None and not np.allclose(sol.h_raw, sol.h)
-    # The semantic phase appears and decays (THEORY.md s. 6: normalised features peak early).
+    # The semantic phase appears and decays (docs: Theory §8, §12: normalised features peak early).
     strength = sol.trajectory.metrics(design)["semantic_strength"]
     assert np.nanmax(strength) > 0.2 and strength[-1] < 0.5 * np.nanmax(strength)
 

@@ -125,7 +125,7 @@ def plateau_measure(A: int, B: int | None, alpha: float, beta: float, lam: float
     dig = digits((A, A))
     shared = (dig[:, :, None] == dig[:, None, :]).sum(axis=0)
     off = ~np.eye(A * A, dtype=bool)
-    one, none = (A - 2) / (2 * (A - 1)), -1.0 / (A - 1)  # THEORY §5, equal attribute modes
+    one, none = (A - 2) / (2 * (A - 1)), -1.0 / (A - 1)  # docs: Theory §10, equal attribute modes
     err = 0.0
     for G in (eq.gram_H, eq.gram_W):
         cos = centred_cosines(np.asarray(G))

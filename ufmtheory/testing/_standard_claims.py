@@ -35,7 +35,7 @@ def zhu_measure(K: int, n: int, lam_W: float, lam_H: float) -> tuple[float, str]
     )
     prob = UFM(design, dim=K, lam_W=lam_W, lam_H=lam_H)
     eq = zhu(prob)
-    # THEORY §3: ε = sqrt(n λ_W λ_H); x* = ln(1/ε - (K-1)) if ε < 1/K, else W = H = 0.
+    # docs: Theory §4.1: ε = sqrt(n λ_W λ_H); x* = ln(1/ε - (K-1)) if ε < 1/K, else W = H = 0.
     eps = math.sqrt(n * lam_W * lam_H)
     x = math.log(1.0 / eps - (K - 1)) if eps < 1.0 / K else 0.0
     C = centering(K)
@@ -73,7 +73,7 @@ def zhu_space(st: Any) -> Any:
 
 # -- 2. ETF-mode time -------------------------------------------------------------------------------------
 def etf_time_closed(u: Any, K: int, u0: float) -> Any:
-    """THEORY §3: t(u) = ½[(K-1) ln(u/u₀) + Ei(u) - Ei(u₀)]."""
+    """docs: Theory §4.3: t(u) = ½[(K-1) ln(u/u₀) + Ei(u) - Ei(u₀)]."""
     return 0.5 * ((K - 1) * np.log(u / u0) + expi(u) - expi(u0))
 
 

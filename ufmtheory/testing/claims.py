@@ -58,7 +58,7 @@ CLAIMS: dict[str, Claim] = {
                 "sqrt(λ_W/(nλ_H)) x* C_K, W Wᵀ = sqrt(nλ_H/λ_W) x* C_K, and is W = H = 0 when ε >= 1/K; "
                 "the point is stationary."
             ),
-            section="docs/standard_ufm.md (Zhu et al.'s minimiser); THEORY §3",
+            section="docs/standard_ufm.md (Zhu et al.'s minimiser); docs: Theory §4.1",
             conditions=("balanced one-hot design", "lam_W > 0 and lam_H > 0", "dim >= K - 1"),
             tol=1e-9,
             base={"K": 3, "n": 1, "lam_W": 1e-2, "lam_H": 1e-2},
@@ -77,7 +77,7 @@ CLAIMS: dict[str, Claim] = {
                 "From the aligned balanced init (W Wᵀ = HᵀH = u₀ C_K) without ridge the flow stays u(t) "
                 "C_K with t(u) = ½[(K-1) ln(u/u₀) + Ei(u) - Ei(u₀)]; etf_mode_time computes it."
             ),
-            section="docs/standard_ufm.md (exact ETF mode); THEORY §3",
+            section="docs/standard_ufm.md (exact ETF mode); docs: Theory §4.3",
             conditions=("one-hot K classes", "no ridge", "aligned balanced init"),
             tol=1e-6,
             base={"K": 3, "u0": 1e-2, "t1": 1e4},
@@ -92,7 +92,7 @@ CLAIMS: dict[str, Claim] = {
                 "Along the gradient flow with λ_W = λ_H = λ, D = WᵀW - HHᵀ obeys D(t) = e^{-2λt} D(0): "
                 "conserved without ridge (measured relative to ‖WᵀW‖ + ‖HHᵀ‖)."
             ),
-            section="docs/standard_ufm.md (balanced reduction); THEORY §3",
+            section="docs/standard_ufm.md (balanced reduction); docs: Theory §4.4",
             conditions=("standard UFM (any design)", "equal ridges lam_W == lam_H (0 included)"),
             tol=1e-6,
             base={
@@ -120,7 +120,7 @@ CLAIMS: dict[str, Claim] = {
                 "For factorial/hierarchical one-hot designs and an aligned init the reduced ODE on the "
                 "scheme coefficients (w_S, h_S) reproduces the full flow's Grams and loss."
             ),
-            section="docs/modified_ufm.md (exact symmetric reduction); THEORY §4",
+            section="docs/modified_ufm.md (exact symmetric reduction); docs: Theory §6",
             conditions=(
                 "factorial (K <= 16) or hierarchical (<= 27 leaves) one-hot design",
                 "beta > 0",
@@ -154,7 +154,7 @@ CLAIMS: dict[str, Claim] = {
                 "lingers at) the centred cosines of HᵀH and W Wᵀ are (A-2)/(2(A-1)) for contexts sharing "
                 "one attribute and -1/(A-1) for contexts sharing none."
             ),
-            section="docs/modified_ufm.md (the semantic saddle); THEORY §5",
+            section="docs/modified_ufm.md (the semantic saddle); docs: Theory §9",
             conditions=(
                 "A×A factorial grid (equal main effects)",
                 "ridge H, lam > 0",
@@ -174,7 +174,7 @@ CLAIMS: dict[str, Claim] = {
                 "1/sqrt(α²B+β²) + 1/sqrt(α²A+β²), and in the semantic state otherwise; the LP costs are "
                 "J_etf = Σ m_S/sqrt κ_S and J_sem = (A-1)B/sqrt κ_0 + (B-1)A/sqrt κ_1."
             ),
-            section="docs/modified_ufm.md (end states); THEORY §4",
+            section="docs/modified_ufm.md (end states); docs: Theory §8",
             conditions=("A×B factorial grid", "ridge E, λ -> 0", "not on the boundary (a tie)"),
             tol=1e-9,
             base={"A": 3, "B": 3, "alpha": 0.9, "beta": 1.0},
@@ -196,7 +196,7 @@ CLAIMS: dict[str, Claim] = {
                 "P_S)/m_S)/K (the largest over interaction modes S): μ = g* - λ when β = 1 and λ_W = λ_H "
                 "= λ."
             ),
-            section="docs/modified_ufm.md (timing: escape from the saddle); THEORY §4",
+            section="docs/modified_ufm.md (timing: escape from the saddle); docs: Theory §9, §11",
             conditions=(
                 "factorial design with >= 2 factors",
                 "ridge H with lam_W, lam_H > 0",
@@ -215,7 +215,7 @@ CLAIMS: dict[str, Claim] = {
                 "Near the origin (ridge E or none, balanced aligned init) the main-effect energy tr(HᵀH "
                 "P_f) of factor f grows like exp(2 sqrt(κ_f) t/K) with κ_f = α²K/A_f + β²."
             ),
-            section="docs/modified_ufm.md (early phase); THEORY §4",
+            section="docs/modified_ufm.md (early phase); docs: Theory §7",
             conditions=("factorial design", "no ridge", "linear regime: modes stay < 1e-3 over the window"),
             tol=1e-4,
             base={"sizes": (3, 3), "alpha": 1.0, "beta": 1.0, "u0": 1e-8},
@@ -254,7 +254,7 @@ CLAIMS: dict[str, Claim] = {
                 "centred-support proxy S(I - 11ᵀ/V) solves the nuclear-norm SVM: both have nuclear norm "
                 "(m-1) sqrt(s) + sqrt(s(1 - sm/V))."
             ),
-            section="docs/ntp_geometry.md (closed-form proxies); THEORY §3",
+            section="docs/ntp_geometry.md (closed-form proxies); docs: Theory §4.5",
             conditions=("disjoint supports", "equal support sizes"),
             tol=1e-5,
             base={"blocks": (2, 2, 2), "V": 6, "seed": 0},
