@@ -293,7 +293,7 @@ def test_million_contexts_structured_in_little_memory() -> None:
     # Semantic phase at t = 1e6 (no ridge, t_sem ~ 2e5): attribute structure, effective rank ~ 2·999.
     assert metrics_H["semantic_strength"][-1] > 0.9
     assert metrics_H["effective_rank"][-1] < 2 * 999 * 1.1
-    assert metrics_H["shared_gap"][-1] == pytest.approx(1000 / (2 * 999), rel=1e-2)  # A/(2(A-1)), docs: Theory §10
+    assert metrics_H["shared_gap"][-1] == pytest.approx(1000 / (2 * 999), rel=1e-2)  # A/(2(A-1)), Theory §10
     with pytest.raises(GramTooLargeError):
         traj.at(1e6)
     cH, cW = traj.coefficients_at(1e6)
