@@ -11,25 +11,38 @@ import hashlib
 import io
 import random
 import re
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from ufmtheory._io import atomic_write_bytes
+from ufmtheory.baseline.config import TrainConfig
 from ufmtheory.baseline.model import GPT, GPTConfig
 from ufmtheory.designs import Design
 
-if TYPE_CHECKING:
-    from ufmtheory.baseline.train import TrainConfig
-
-__all__ = ["CHECKPOINT_FORMAT", "latest_checkpoint", "load_checkpoint", "model_from_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "latest_checkpoint",
+    "latest_intact_checkpoint",
+    "load_checkpoint",
+    "model_from_checkpoint",
+]
 
 CHECKPOINT_FORMAT = "ufmtheory.baseline.checkpoint/1"
 _CKPT_RE = re.compile(r"^ckpt_(\d{9})\.pt$")
 # Fields that may differ between an interrupted run and its resumption.
-_RUN_CONTROL = ("progress", "resume", "checkpoint_every", "checkpoint_dir", "keep_checkpoints", "stop_at")
+_RUN_CONTROL = (
+    "progress",
+    "resume",
+    "checkpoint_every",
+    "checkpoint_dir",
+    "keep_checkpoints",
+    "stop_at",
+    "stop_after_collapse",
+)
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:
@@ -42,11 +55,37 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`train` (``torch.load(weights_only=True)``, on the CPU)."""
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    """Read a checkpoint written by :func:`train` (``torch.load(weights_only=True)``, on the CPU).
+
+    Raises:
+        ValueError: naming the file when it is truncated, corrupted or not a baseline checkpoint.
+    """
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... on bad files
+        raise ValueError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a ufmtheory baseline checkpoint")
     return ckpt
+
+
+def latest_intact_checkpoint(directory: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in ``directory`` that loads, with its contents (``None`` if there is none).
+
+    Newer checkpoints that cannot be read (a truncated file after a crash or a full disk) are skipped with
+    a warning naming them.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        return None
+    for path in sorted((p for p in d.iterdir() if _CKPT_RE.match(p.name)), reverse=True):
+        try:
+            return path, load_checkpoint(path)
+        except ValueError as exc:
+            warnings.warn(f"skipping unreadable checkpoint: {exc}", RuntimeWarning, stacklevel=2)
+    return None
 
 
 def model_from_checkpoint(path_or_ckpt: str | Path | dict[str, Any]) -> GPT:
@@ -71,6 +110,14 @@ def _identity(config: TrainConfig) -> dict[str, Any]:
     for k in _RUN_CONTROL:
         d.pop(k)
     return d
+
+
+def _identity_diff(config: TrainConfig, theirs: dict[str, Any]) -> list[str]:
+    """Fields in which ``config`` differs from a checkpoint's identity; fields the checkpoint predates
+    count as their default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    mine = _identity(config)
+    return sorted(k for k in mine if mine[k] != theirs.get(k, defaults.get(k)))
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:

@@ -38,243 +38,82 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
+import io
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from ufmtheory._io import atomic_write_bytes
 from ufmtheory.baseline.checkpoint import (
     CHECKPOINT_FORMAT,
     _design_fingerprint,
     _identity,
+    _identity_diff,
     _rng_state,
     _set_rng_state,
     _write_checkpoint,
-    latest_checkpoint,
-    load_checkpoint,
-    model_from_checkpoint,
+    latest_intact_checkpoint,
 )
+from ufmtheory.baseline.config import TrainConfig
 from ufmtheory.baseline.data import SequenceData, build_sequences
 from ufmtheory.baseline.model import GPT, GPTConfig, resolve_device
+from ufmtheory.baseline.monitor import PeakMonitor
+from ufmtheory.baseline.recorder import GramRecorder, snapshot_steps
 from ufmtheory.designs import Design
 from ufmtheory.trajectory import Trajectory
 
-__all__ = [
-    "TrainConfig",
-    "train",
-    "snapshot_steps",
-    "compute_grams",
-    "latest_checkpoint",
-    "load_checkpoint",
-    "model_from_checkpoint",
-]
-
-_MODEL_FIELDS = ("n_layers", "width", "n_heads", "tied", "dropout")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training configuration (validated: a bad field raises ``ValueError`` naming it).
-
-    Attributes:
-        steps: optimiser steps (>= 1).
-        batch_size: rows per step (>= 1); datasets with at most this many rows train full-batch.
-        lr: learning rate (> 0).
-        weight_decay: decoupled (AdamW) or L2 (SGD) weight decay (>= 0), applied to weight matrices and
-            embeddings only, not to biases and LayerNorm parameters.
-        optimizer: ``"adamw"`` or ``"sgd"``.
-        betas: AdamW betas, each in [0, 1).
-        momentum: SGD momentum in [0, 1).
-        n_layers, width, n_heads, tied, dropout: model shape (see :class:`GPTConfig`).
-        model: optional :class:`GPTConfig` (its vocab_size / n_positions must cover the data; its pad_id is
-            set from the data); the flat model fields must then stay at their defaults or agree with it.
-        loss_positions: ``"label"`` (loss on the label position: the one-hot regime) or ``"all"``.
-        soft_targets: data mode (``None``: exact counts when possible, else soft targets); see
-            :func:`~ufmtheory.baseline.data.build_sequences`.
-        context_ids: ``"auto"``, ``"all"`` or ``"none"`` (id tokens; see the data module).
-        max_rows: largest hard-mode dataset.
-        seed: non-negative integer seed (model init, batches, dropout).
-        device: ``"cpu"`` (default; deterministic), ``"cuda"`` or ``"auto"`` (CUDA when present). On CUDA
-            the training forward runs under bf16 autocast; snapshots stay float32.
-        deterministic: switch on ``torch.use_deterministic_algorithms`` during CPU training.
-        num_threads: torch intra-op threads during training (restored afterwards); ``None`` keeps the
-            current setting. Default 1: these models are tiny, and on a small shared machine a second
-            thread costs far more in synchronisation than it gains (4×4 demo: 5 ms/step with 1 thread,
-            130 ms/step with 2 when another process holds a core). Results may differ in the last bits
-            between thread counts; a resumed run must use the same count to be bit-identical.
-        n_snapshots: number of log-spaced snapshot steps after step 0 (>= 1; duplicates after rounding to
-            integers are dropped).
-        checkpoint_every: write a checkpoint every this many steps (0: never).
-        checkpoint_dir: folder for checkpoints (required when ``checkpoint_every > 0`` or ``resume``).
-        keep_checkpoints: keep only the newest this many checkpoints (0: keep all).
-        resume: continue from the newest checkpoint in ``checkpoint_dir`` (fresh start if there is none).
-        stop_at: stop after this step (as an interruption would; a checkpoint is written when enabled).
-        progress: show a tqdm bar with the loss and semantic strength of H and W.
-    """
-
-    steps: int = 3000
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adamw"
-    betas: tuple[float, float] = (0.9, 0.999)
-    momentum: float = 0.0
-    n_layers: int = 2
-    width: int = 64
-    n_heads: int = 4
-    tied: bool = False
-    dropout: float = 0.0
-    model: GPTConfig | None = None
-    loss_positions: str = "label"
-    soft_targets: bool | None = None
-    context_ids: str = "auto"
-    max_rows: int = 100_000
-    seed: int = 0
-    device: str = "cpu"
-    deterministic: bool = True
-    num_threads: int | None = 1
-    n_snapshots: int = 60
-    checkpoint_every: int = 0
-    checkpoint_dir: str | None = None
-    keep_checkpoints: int = 2
-    resume: bool = False
-    stop_at: int | None = None
-    progress: bool = False
-
-    def __post_init__(self) -> None:
-        for name, lo in (("steps", 1), ("batch_size", 1), ("max_rows", 1), ("seed", 0), ("n_snapshots", 1)):
-            _int_field(name, getattr(self, name), lo)
-        if self.num_threads is not None:
-            _int_field("num_threads", self.num_threads, 1)
-        for name in ("checkpoint_every", "keep_checkpoints"):
-            _int_field(name, getattr(self, name), 0)
-        _num_field("lr", self.lr, lo=0.0, lo_open=True)
-        _num_field("weight_decay", self.weight_decay, lo=0.0)
-        _num_field("momentum", self.momentum, lo=0.0, hi=1.0)
-        _num_field("dropout", self.dropout, lo=0.0, hi=1.0)
-        betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else ()
-        if len(betas) != 2:
-            raise ValueError(f"betas must be a pair of numbers in [0, 1), got {self.betas!r}")
-        for b in betas:
-            _num_field("betas", b, lo=0.0, hi=1.0)
-        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
-        choices = {
-            "optimizer": ("adamw", "sgd"),
-            "loss_positions": ("label", "all"),
-            "context_ids": ("auto", "all", "none"),
-            "device": ("cpu", "cuda", "auto"),
-            "soft_targets": (None, True, False),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("deterministic", "resume", "progress", "tied"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        for name, lo in (("n_layers", 1), ("width", 1), ("n_heads", 1)):
-            _int_field(name, getattr(self, name), lo)
-        if self.model is None:
-            if self.width % self.n_heads:
-                raise ValueError(
-                    f"width must be divisible by n_heads, got width={self.width}, n_heads={self.n_heads}"
-                )
-        else:
-            if not isinstance(self.model, GPTConfig):
-                raise ValueError(f"model must be a GPTConfig or None, got {type(self.model).__name__}")
-            defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-            for name in _MODEL_FIELDS:
-                mine, theirs = getattr(self, name), getattr(self.model, name)
-                if mine != defaults[name] and mine != theirs:
-                    raise ValueError(f"{name}={mine!r} conflicts with model.{name}={theirs!r}")
-        if self.stop_at is not None:
-            _int_field("stop_at", self.stop_at, 1)
-        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, Path)):
-            raise ValueError(f"checkpoint_dir must be a path or None, got {self.checkpoint_dir!r}")
-        if self.checkpoint_dir is not None:
-            object.__setattr__(self, "checkpoint_dir", str(self.checkpoint_dir))
-        if (self.checkpoint_every > 0 or self.resume) and self.checkpoint_dir is None:
-            raise ValueError("checkpoint_dir must be set when checkpoint_every > 0 or resume=True")
-
-    def gpt_config(self, data: SequenceData) -> GPTConfig:
-        """The model configuration for ``data`` (vocabulary, length and pad id come from the data)."""
-        if self.model is None:
-            return GPTConfig(
-                vocab_size=data.vocab_size,
-                n_positions=data.seq_len,
-                n_layers=self.n_layers,
-                width=self.width,
-                n_heads=self.n_heads,
-                tied=self.tied,
-                dropout=self.dropout,
-                pad_id=data.pad_id,
-            )
-        if self.model.vocab_size < data.vocab_size:
-            raise ValueError(f"model.vocab_size must be >= the data's {data.vocab_size}")
-        if self.model.n_positions < data.seq_len:
-            raise ValueError(f"model.n_positions must be >= the data's sequence length {data.seq_len}")
-        return dataclasses.replace(self.model, pad_id=data.pad_id)
-
-
-def _int_field(name: str, value: Any, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-
-
-def _num_field(name: str, value: Any, lo: float, hi: float | None = None, lo_open: bool = False) -> None:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > lo if lo_open else value >= lo) and (hi is None or value < hi)
-    if not ok:
-        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'})"
-        raise ValueError(f"{name} must be a finite number in {rng}, got {value!r}")
+__all__ = ["train", "compute_grams", "gpt_recorder"]
 
 
 # -- snapshots ------------------------------------------------------------------------------------------
-def snapshot_steps(steps: int, n: int = 60) -> np.ndarray:
-    """``0`` and ``n`` log-spaced integer steps from 1 to ``steps`` (duplicates removed).
+def gpt_recorder(
+    model: GPT, data: SequenceData, *, steps: Any = None, monitor: PeakMonitor | None = None
+) -> GramRecorder:
+    """The :class:`~ufmtheory.baseline.recorder.GramRecorder` of the package's GPT on ``data``: features
+    at the last position after the final LayerNorm, the label rows of the unembedding, and the full-data
+    label loss over the whole vocabulary (module docstring)."""
+    device = next(model.parameters()).device
+    tokens = torch.tensor(data.context_tokens).to(device)
+    label_ids = torch.tensor(data.label_ids)
+    label_ids_dev = label_ids.to(device)
+    Y = torch.tensor(data.design.Y).T  # (m, V)
+    pi = torch.tensor(data.design.pi)
 
-    Example:
-        >>> snapshot_steps(1000, 4).tolist()
-        [0, 1, 10, 100, 1000]
-    """
-    grid = np.unique(np.rint(np.logspace(0.0, np.log10(steps), int(n))).astype(np.int64))
-    grid[-1] = steps
-    return np.concatenate([[0], grid])
+    def features(m: nn.Module) -> torch.Tensor:
+        assert isinstance(m, GPT)
+        return m.features(tokens)[:, -1].float()  # (m, width)
+
+    def unembedding(m: nn.Module) -> torch.Tensor:
+        assert isinstance(m, GPT)
+        return m.unembedding[label_ids_dev]
+
+    def loss(m: nn.Module, H: torch.Tensor, W: torch.Tensor) -> float:
+        assert isinstance(m, GPT)
+        logits = m.head(H)  # (m, vocab): the softmax runs over the whole vocabulary
+        logp = torch.log_softmax(logits.double().cpu(), dim=-1)[:, label_ids]
+        # 0 · log p = 0 even where p underflows: drop zero-probability labels explicitly.
+        ce = -torch.where(Y > 0, Y * logp, torch.zeros_like(logp)).sum(dim=1)
+        return float((pi * ce).sum())
+
+    return GramRecorder(
+        data.design, features=features, unembedding=unembedding, loss=loss, steps=steps, monitor=monitor
+    )
 
 
-@torch.no_grad()
 def compute_grams(model: GPT, data: SequenceData) -> tuple[np.ndarray, np.ndarray, float]:
     """``(gram_H (m, m), gram_W (V, V), loss)`` of ``model`` on ``data`` (module docstring).
 
     Runs every distinct context once, in eval mode and float32 (autocast off); Grams are formed in float64.
-    The model's train/eval mode is restored afterwards.
+    The model's train/eval mode is restored afterwards. The same computation as :func:`train`'s snapshots
+    (one :class:`~ufmtheory.baseline.recorder.GramRecorder`).
     """
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        tokens = torch.tensor(data.context_tokens).to(device)
-        with contextlib.ExitStack() as stack:
-            if device.type == "cuda":
-                stack.enter_context(torch.autocast("cuda", enabled=False))
-            feats = model.features(tokens)[:, -1].float()  # (m, width)
-            logits = model.head(feats)  # (m, vocab)
-        H = feats.double().cpu()
-        W = model.unembedding[torch.tensor(data.label_ids).to(device)].double().cpu()
-        logp = torch.log_softmax(logits.double().cpu(), dim=-1)[:, torch.tensor(data.label_ids)]
-        Y = torch.tensor(data.design.Y).T  # (m, V)
-        pi = torch.tensor(data.design.pi)
-        # 0 · log p = 0 even where p underflows: drop zero-probability labels explicitly.
-        ce = -torch.where(Y > 0, Y * logp, torch.zeros_like(logp)).sum(dim=1)
-        loss = float((pi * ce).sum())
-        return (H @ H.T).numpy(), (W @ W.T).numpy(), loss
-    finally:
-        model.train(was_training)
+    return gpt_recorder(model, data, steps=[0])._snapshot(model, first=False)
 
 
 # -- training -------------------------------------------------------------------------------------------
@@ -344,21 +183,6 @@ def _batch_loss(
     return (ce * w).sum() / w.sum()
 
 
-def _semantic(gram_H: np.ndarray, gram_W: np.ndarray, design: Design) -> dict[str, float]:
-    from ufmtheory import metrics
-
-    out: dict[str, float] = {}
-    if design.p == 0:
-        return out
-    try:
-        out["sem_H"] = metrics.semantic_strength(gram_H, design.X)
-        used = design.used_labels
-        out["sem_W"] = metrics.semantic_strength(gram_W[np.ix_(used, used)], design.label_X[:, used])
-    except ValueError:
-        pass
-    return out
-
-
 def train(design: Design, config: TrainConfig | None = None, /, **overrides: Any) -> Trajectory:
     """Train the GPT on ``design`` and return its Gram trajectory (``time_unit="step"``).
 
@@ -409,26 +233,36 @@ def _run(
     torch.manual_seed(config.seed)
     model = GPT(gpt_cfg).to(device)
     opt = _optimizer(model, config)
-    grid = snapshot_steps(config.steps, config.n_snapshots)
-    grid_set = set(grid.tolist())
-    snaps: dict[str, list[Any]] = {"ts": [], "gram_H": [], "gram_W": [], "loss": []}
+    monitor = None
+    if config.peak_metric is not None:
+        monitor = PeakMonitor(
+            config.peak_metric,
+            patience=config.peak_patience,
+            drop=config.peak_drop,
+            stop_after_collapse=config.stop_after_collapse,
+        )
+    recorder = gpt_recorder(
+        model, data, steps=snapshot_steps(config.steps, config.n_snapshots), monitor=monitor
+    )
     fingerprint = _design_fingerprint(design)
     ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir is not None else None
     start, prior_wall = 0, 0.0
     resumed_from = None
-    if config.resume and ckpt_dir is not None and (path := latest_checkpoint(ckpt_dir)) is not None:
-        ckpt = load_checkpoint(path)
+    found = latest_intact_checkpoint(ckpt_dir) if config.resume and ckpt_dir is not None else None
+    if found is not None:
+        path, ckpt = found
         if ckpt["design"] != fingerprint:
             raise ValueError(f"resume: checkpoint {path} was written for a different design")
-        mine, theirs = _identity(config), ckpt["identity"]
-        diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+        diff = _identity_diff(config, ckpt["identity"])
         if diff:
             raise ValueError(f"resume: config differs from checkpoint {path.name} in {', '.join(diff)}")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         _set_rng_state(ckpt["rng"], device)
         start, prior_wall = int(ckpt["step"]), float(ckpt["wall_time_s"])
-        snaps = {k: [v.numpy() if torch.is_tensor(v) else v for v in ckpt["snapshots"][k]] for k in snaps}
+        recorder._load_snapshots(ckpt["snapshots"])
+        if monitor is not None and ckpt.get("monitor") is not None:
+            monitor.load_state_dict(ckpt["monitor"])
         resumed_from = str(path)
 
     tokens = torch.tensor(data.tokens).to(device)
@@ -441,7 +275,7 @@ def _run(
         idx0, w0 = data.batch(0, config.batch_size, config.seed)
         fb = (tokens[idx0], targets[idx0], torch.from_numpy(w0).float().to(device))
 
-    timers = {"train": 0.0, "snapshot": 0.0, "checkpoint": 0.0}
+    timers = {"train": 0.0, "checkpoint": 0.0}
     bar = None
     if config.progress:
         from tqdm.auto import tqdm
@@ -449,18 +283,12 @@ def _run(
         bar = tqdm(total=config.steps, initial=start, desc=f"GPT {design.kind}", unit="step")
 
     def snapshot(step: int) -> bool:
-        t0 = time.perf_counter()
-        gH, gW, loss = compute_grams(model, data)
-        snaps["ts"].append(float(step))
-        snaps["gram_H"].append(gH)
-        snaps["gram_W"].append(gW)
-        snaps["loss"].append(loss)
+        recorder.record(step, model)
         if bar is not None:
             bar.set_postfix(
-                {"loss": f"{loss:.4g}", **{k: f"{v:.3f}" for k, v in _semantic(gH, gW, design).items()}}
+                {k: f"{v:.4g}" if k == "loss" else f"{v:.3f}" for k, v in recorder.last_metrics.items()}
             )
-        timers["snapshot"] += time.perf_counter() - t0
-        return math.isfinite(loss) and bool(np.all(np.isfinite(gH))) and bool(np.all(np.isfinite(gW)))
+        return recorder.finite
 
     def checkpoint(step: int) -> None:
         assert ckpt_dir is not None
@@ -471,7 +299,8 @@ def _run(
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "rng": _rng_state(device),
-            "snapshots": {k: [torch.from_numpy(np.asarray(v)) for v in vs] for k, vs in snaps.items()},
+            "snapshots": recorder.state_dict()["snapshots"],
+            "monitor": None if monitor is None else monitor.state_dict(),
             "gpt_config": dataclasses.asdict(gpt_cfg),
             "identity": _identity(config),
             "design": fingerprint,
@@ -482,8 +311,10 @@ def _run(
 
     status = "ok"
     last_batch_loss = float("nan")
-    if start == 0 and not snapshot(0):
+    if start == 0 and not snapshot(0):  # the first snapshot also validates shapes (errors before training)
         status = "non-finite Grams or loss at step 0"
+    if start > 0 and start < config.steps and recorder.should_stop:
+        status = f"stopped at step {start} (collapse detected before this resumption)"
     step = start
     model.train()
     while status == "ok" and step < config.steps:
@@ -500,23 +331,36 @@ def _run(
         opt.step()
         step += 1
         timers["train"] += time.perf_counter() - t0
-        if step in grid_set or step == config.stop_at:
+        due = recorder.is_due(step)
+        if due or step == config.stop_at:
             last_batch_loss = float(loss.detach())
-            if step in grid_set and not snapshot(step):
+            if due and not snapshot(step):
                 status = f"non-finite loss or Grams at step {step}"
+        collapse_stop = status == "ok" and step < config.steps and recorder.should_stop
         if (
             ckpt_dir is not None
             and config.checkpoint_every > 0
-            and (step % config.checkpoint_every == 0 or step == config.steps or step == config.stop_at)
+            and (
+                step % config.checkpoint_every == 0
+                or step == config.steps
+                or step == config.stop_at
+                or collapse_stop
+            )
         ):
             checkpoint(step)
         if bar is not None:
             bar.update(1)
-        if status == "ok" and config.stop_at is not None and step >= config.stop_at and step < config.steps:
+        if collapse_stop:
+            assert monitor is not None
+            status = f"stopped at step {step} (collapse after the semantic peak at step {monitor.best_step})"
+        elif status == "ok" and config.stop_at is not None and step >= config.stop_at and step < config.steps:
             status = f"stopped at step {step} (stop_at)"
     if bar is not None:
         bar.close()
 
+    peak_path = None
+    if monitor is not None and ckpt_dir is not None and monitor.best_state_dict is not None:
+        peak_path = _write_peak(ckpt_dir / "peak.pt", monitor, gpt_cfg)
     wall = time.perf_counter() - t_start
     steps_run = step - start
     tokens_per_step = (data.n_rows if full_batch else config.batch_size) * data.seq_len
@@ -524,7 +368,7 @@ def _run(
         "wall_time_s": wall,
         "total_wall_time_s": prior_wall + wall,
         "train_time_s": timers["train"],
-        "snapshot_time_s": timers["snapshot"],
+        "snapshot_time_s": recorder.snapshot_time_s,
         "checkpoint_time_s": timers["checkpoint"],
         "steps_run": steps_run,
         "start_step": start,
@@ -543,21 +387,27 @@ def _run(
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
+    if monitor is not None:
+        stats["peak"] = {**monitor.summary(), "path": peak_path}
     meta = {
         "source": "ufmtheory.baseline.train",
-        "design": design.summary(),
         "config": dataclasses.asdict(config),
         "model": dataclasses.asdict(gpt_cfg),
         "data": data.summary(),
     }
-    return Trajectory(
-        ts=np.asarray(snaps["ts"], dtype=np.float64),
-        gram_H=np.stack(snaps["gram_H"]),
-        gram_W=np.stack(snaps["gram_W"]),
-        loss=np.asarray(snaps["loss"], dtype=np.float64),
-        status=status,
-        stats=stats,
-        time_unit="step",
-        method=f"gpt-{config.optimizer}",
-        meta=meta,
-    )
+    return recorder.trajectory(status=status, stats=stats, meta=meta, method=f"gpt-{config.optimizer}")
+
+
+def _write_peak(path: Path, monitor: PeakMonitor, gpt_cfg: GPTConfig) -> str:
+    """The model at the semantic peak, in checkpoint format (readable by ``model_from_checkpoint``)."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "step": monitor.best_step,
+        "model": monitor.best_state_dict,
+        "gpt_config": dataclasses.asdict(gpt_cfg),
+        "peak": {k: v for k, v in monitor.summary().items() if k != "path"},
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return str(path)

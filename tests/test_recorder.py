@@ -1,0 +1,281 @@
+"""Bring your own model: GramRecorder (any torch model), PeakMonitor, the baseline's use of both, the
+Hugging Face callback and dataset, and the baseline's reliability fixes (config ranges, resume past a
+truncated checkpoint).
+
+Expected Grams are computed here by hand from the model's own tensors (a plain forward pass, ``H Hᵀ`` in
+numpy), never taken from the recorder under test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import ufmtheory as ut
+from ufmtheory.baseline import (
+    GPT,
+    GPTConfig,
+    GramRecorder,
+    PeakMonitor,
+    TrainConfig,
+    build_sequences,
+    latest_checkpoint,
+    load_checkpoint,
+    model_from_checkpoint,
+    module_features,
+    parameter_rows,
+    train,
+)
+
+TINY = {"width": 16, "n_heads": 2, "n_layers": 2}
+
+
+class _MLP(nn.Module):
+    """A hand-written model: one-hot attribute code → hidden layer → unembedding over the labels."""
+
+    def __init__(self, p: int, d: int, V: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(p, d), nn.Tanh(), nn.Linear(d, d))
+        self.out = nn.Linear(d, V, bias=False)
+        self.drop = nn.Dropout(0.5)  # must be off during snapshots (eval mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.drop(self.body(x)))
+
+
+def _mlp_setup(seed: int = 0):
+    design = ut.designs.factorial((3, 3))
+    torch.manual_seed(seed)
+    model = _MLP(design.p, 12, design.V)
+    x = torch.tensor(design.X.T, dtype=torch.float32)  # (m, p): context j's attributes
+    return design, model, x
+
+
+# -- GramRecorder on a plain torch model --------------------------------------------------------------------
+def test_recorder_grams_equal_manual_computation():
+    design, model, x = _mlp_setup()
+    rec = GramRecorder(
+        design,
+        features=module_features("body", x),
+        unembedding=parameter_rows("out.weight"),
+        steps=[0, 3, 10],
+    )
+    rec.check(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    y = torch.tensor(design.Y.argmax(axis=0))
+    expected = {}
+    model.train()
+    for step in range(12):
+        if rec.maybe_record(step, model):
+            assert model.training  # mode restored
+            with torch.no_grad():
+                model.eval()
+                H = model.body(x).double().numpy()
+                W = model.out.weight.double().numpy()
+                model.train()
+            logits = H @ W.T
+            logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            expected[step] = (H @ H.T, W @ W.T, -float((design.pi * (design.Y.T * logp).sum(axis=1)).sum()))
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert not rec.maybe_record(10, model)  # already recorded
+    traj = rec.trajectory()
+    assert traj.ts.tolist() == [0.0, 3.0, 10.0] and traj.time_unit == "step" and traj.ok
+    for i, step in enumerate((0, 3, 10)):
+        gH, gW, loss = expected[step]
+        np.testing.assert_allclose(traj.gram_H[i], gH, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(traj.gram_W[i], gW, rtol=1e-12, atol=1e-12)
+        assert traj.loss[i] == pytest.approx(loss, rel=1e-10)
+    assert traj.loss[-1] < traj.loss[0]
+    # The theory side takes it like any trajectory.
+    assert np.all(np.isfinite(traj.metrics(design, "W")["semantic_strength"]))
+
+
+def test_recorder_default_schedule_is_log_spaced_and_open_ended():
+    design, model, x = _mlp_setup()
+    rec = GramRecorder(design, features=module_features("body", x), unembedding=parameter_rows("out.weight"))
+    for step in range(0, 2001):
+        rec.maybe_record(step, model)
+    steps = rec.steps_recorded
+    assert steps[:4] == [0, 1, 2, 3] and steps[-1] <= 2000 and 55 <= len(steps) <= 70
+    ratios = np.diff(np.log10(steps[12:]))  # ~20 per decade once rounding stops merging steps
+    assert np.all(ratios > 0.03) and np.all(ratios < 0.07)
+
+
+def test_recorder_state_dict_resumes(tmp_path):
+    design, model, x = _mlp_setup()
+    kw = {"features": module_features("body", x), "unembedding": parameter_rows("out.weight")}
+    rec = GramRecorder(design, steps=[0, 2, 5], monitor=PeakMonitor("W"), **kw)
+    rec.maybe_record(0, model)
+    rec.maybe_record(2, model)
+    path = tmp_path / "rec.pt"
+    torch.save(rec.state_dict(), path)
+    back = GramRecorder(design, steps=[0, 2, 5], monitor=PeakMonitor("W"), **kw)
+    back.load_state_dict(torch.load(path, weights_only=True))
+    assert back.steps_recorded == [0, 2] and not back.is_due(2) and back.is_due(5)
+    back.maybe_record(5, model)
+    rec.maybe_record(5, model)
+    np.testing.assert_array_equal(back.trajectory().gram_H, rec.trajectory().gram_H)
+    assert back.monitor.best_step == rec.monitor.best_step
+    with pytest.raises(ValueError, match="not after"):
+        back.record(4, model)
+
+
+def test_recorder_bad_input_is_refused_before_training():
+    design, model, x = _mlp_setup()
+    good_W = parameter_rows("out.weight")
+    with pytest.raises(ValueError, match=r"features\(model\) must return shape \(9, d\)"):
+        GramRecorder(design, features=lambda m: torch.zeros(8, 12), unembedding=good_W).check(model)
+    with pytest.raises(ValueError, match="NaN"):
+        GramRecorder(design, features=lambda m: torch.full((9, 12), math.nan), unembedding=good_W).check(
+            model
+        )
+    with pytest.raises(ValueError, match="module 'bodyy' does not exist"):
+        GramRecorder(design, features=module_features("bodyy", x), unembedding=good_W).check(model)
+    with pytest.raises(ValueError, match="parameter 'out.wieght' does not exist"):
+        GramRecorder(
+            design, features=module_features("body", x), unembedding=parameter_rows("out.wieght")
+        ).check(model)
+    with pytest.raises(ValueError, match="disagree on d"):
+        GramRecorder(design, features=lambda m: torch.zeros(9, 5), unembedding=good_W).check(model)
+    # A design vocabulary larger than the model's: label rows past the unembedding, token ids past the
+    # embedding.
+    data = build_sequences(ut.designs.factorial((3, 3)))
+    small = GPT(GPTConfig(vocab_size=10, n_positions=data.seq_len, width=8, n_heads=2))
+    with pytest.raises(ValueError, match="vocabulary"):
+        GramRecorder.from_names(data, module="ln_f", parameter="head.weight").check(small)
+    with pytest.raises(ValueError, match="steps"):
+        GramRecorder(design, features=good_W, unembedding=good_W, steps=[3, 1])
+    with pytest.raises(ValueError, match="monitor"):
+        GramRecorder(
+            ut.designs.from_counts([[1, 0], [0, 1]]),
+            features=good_W,
+            unembedding=good_W,
+            monitor=PeakMonitor(),
+        )
+
+
+def test_recorder_later_nan_is_a_status_not_an_error():
+    design, model, x = _mlp_setup()
+    rec = GramRecorder(design, features=module_features("body", x), unembedding=parameter_rows("out.weight"))
+    rec.record(0, model)
+    with torch.no_grad():
+        model.out.weight[0, 0] = math.nan
+    rec.record(1, model)
+    assert not rec.finite and rec.trajectory().status == "non-finite loss or Grams at step 1"
+
+
+# -- PeakMonitor --------------------------------------------------------------------------------------------
+def test_peak_monitor_keeps_the_state_at_the_peak(tmp_path):
+    model = nn.Linear(2, 2)
+    mon = PeakMonitor("H", patience=2, drop=0.5, stop_after_collapse=True, path=tmp_path / "peak.pt")
+    curve = [0.1, 0.3, 0.6, 0.55, 0.5, 0.45, 0.3]
+    stops = []
+    for step, s in enumerate(curve):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        mon.update(step, s, model)
+        stops.append(mon.should_stop)
+    assert mon.best_step == 2 and mon.best_value == 0.6
+    # peaked after 2 non-improving values; collapse once s <= 0.6 - 0.5 * (0.6 - 0.1) = 0.35
+    assert stops == [False, False, False, False, False, False, True]
+    assert torch.all(mon.best_state_dict["weight"] == 2.0)
+    saved = torch.load(tmp_path / "peak.pt", weights_only=True)
+    assert saved["step"] == 2 and torch.all(saved["model"]["weight"] == 2.0)
+    mon.update(7, math.nan)  # ignored
+    assert mon.last_value == 0.3
+    for bad in ({"which": "X"}, {"patience": 0}, {"drop": 0.0}, {"drop": math.inf}, {"min_delta": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            PeakMonitor(**bad)
+
+
+# -- baseline: config ranges, truncated checkpoints, peak monitor in TrainConfig -----------------------------
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("num_threads", 100_000),
+        ("num_threads", (os.cpu_count() or 1) + 1),
+        ("num_threads", 0),
+        ("num_threads", 1.0),
+        ("steps", 10**13),
+        ("n_snapshots", 10**9),
+        ("max_rows", 10**12),
+        ("width", 10**7),
+        ("seed", 2**64),
+        ("lr", math.inf),
+        ("momentum", math.nan),
+        ("peak_metric", "Z"),
+        ("peak_patience", 0),
+        ("peak_drop", 1.5),
+        ("stop_after_collapse", 1),
+    ],
+)
+def test_train_config_refuses_out_of_range_numbers(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_stop_after_collapse_needs_a_metric():
+    with pytest.raises(ValueError, match="peak_metric"):
+        TrainConfig(stop_after_collapse=True)
+
+
+def test_resume_skips_a_truncated_newest_checkpoint(tmp_path):
+    design = ut.designs.factorial((2, 2))
+    cfg = TrainConfig(
+        steps=12, n_snapshots=6, checkpoint_every=4, checkpoint_dir=str(tmp_path), keep_checkpoints=0, **TINY
+    )
+    ref = train(design, dataclasses.replace(cfg, checkpoint_every=0, checkpoint_dir=None))
+    train(design, cfg, stop_at=8)
+    newest = latest_checkpoint(tmp_path)
+    assert newest.name == "ckpt_000000008.pt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a crash mid-write
+    with pytest.raises(ValueError, match="ckpt_000000008.pt"):
+        load_checkpoint(newest)
+    with pytest.warns(RuntimeWarning, match="ckpt_000000008.pt"):
+        resumed = train(design, cfg, resume=True)
+    assert resumed.ok and resumed.stats["resumed_from"].endswith("ckpt_000000004.pt")
+    for name in ("ts", "gram_H", "gram_W", "loss"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(ref, name), err_msg=name)
+
+
+def test_train_with_peak_monitor_keeps_peak_and_stops(tmp_path):
+    design = ut.designs.factorial((3, 3))
+    cfg = TrainConfig(
+        steps=200,
+        lr=1e-2,
+        n_layers=1,
+        width=16,
+        n_heads=2,
+        n_snapshots=30,
+        peak_metric="W",
+        peak_patience=3,
+        peak_drop=0.2,
+        stop_after_collapse=True,
+        checkpoint_dir=str(tmp_path),
+    )
+    traj = train(design, cfg)
+    sem = traj.metrics(design, "W")["semantic_strength"]
+    peak = traj.stats["peak"]
+    i = int(np.nanargmax(sem))
+    # The W transient on a 3x3 design: semantic strength rises, peaks, then falls and the run stops.
+    assert 0 < i < len(traj) - 3 and sem[i] > sem[0] + 0.2
+    assert sem[-1] <= sem[i] - 0.2 * (sem[i] - sem[0])
+    assert traj.status == f"stopped at step {int(traj.ts[-1])} (collapse after the semantic peak at step " + (
+        f"{int(traj.ts[i])})"
+    )
+    assert peak["peak_step"] == traj.ts[i] and peak["peak_value"] == pytest.approx(sem[i], rel=1e-12)
+    assert peak["peaked"] and peak["collapsed"] and traj.ts[-1] < 200
+    # The kept model is the one at the peak: its Grams equal the snapshot at the peak step.
+    peak_model = model_from_checkpoint(peak["path"])
+    gH, gW, _ = ut.baseline.compute_grams(peak_model, build_sequences(design))
+    np.testing.assert_array_equal(gW, traj.gram_W[i])
+    np.testing.assert_array_equal(gH, traj.gram_H[i])
