@@ -4,18 +4,18 @@ Every claim runs the package (solvers, equilibria, programmes) and compares with
 independently in this module (formulas from the docs, Kronecker-built projectors, scipy quadrature and root
 finding): never by calling the function under test a second time.
 
-=========================  =====================================================================
-``zhu_closed_form``         Zhu et al.'s global minimiser of the regularised UFM (docs: Standard UFM)
-``etf_mode_time``           the exact ETF-mode time ``t(u)`` along the aligned flow
-``conservation``            ``WᵀW - HHᵀ`` is conserved (decays as ``e^{-2λt}`` with equal ridges)
-``reduced_equals_full``     the reduced (association-scheme) flow equals the full flow
-``plateau_cosines``         cosines at the semantic saddle of an A×A grid
-``lp_boundary``             ridge-E end state: ETF iff ``1/β < 1/sqrt(α²B+β²) + 1/sqrt(α²A+β²)``
-``escape_rate``             the saddle's unstable eigenvalue is that of the interaction 2×2 block
-``growth_rates``            early main-effect growth rates ``2 sqrt(κ_f)/K``
-``gd_first_order``          gradient descent converges to the flow at first order in the step
-``proxy_exact_disjoint``    the centred-support proxy solves the NN-SVM for disjoint equal supports
-=========================  =====================================================================
+| name | claim | docs |
+|---|---|---|
+| `zhu_closed_form` | Zhu et al.'s global minimiser of the regularised UFM | Standard UFM |
+| `etf_mode_time` | the exact ETF-mode time `t(u)` along the aligned flow | Standard UFM |
+| `conservation` | `WᵀW - HHᵀ` is conserved (decays as `e^{-2λt}` with equal ridges) | Standard UFM |
+| `reduced_equals_full` | the reduced (association-scheme) flow equals the full flow | Modified UFM |
+| `plateau_cosines` | cosines at the semantic saddle of an A×A grid | Modified UFM |
+| `lp_boundary` | ridge-E end state: ETF iff `1/β < 1/sqrt(α²B+β²) + 1/sqrt(α²A+β²)` | Modified UFM |
+| `escape_rate` | the saddle's unstable eigenvalue is that of the interaction 2×2 block | Modified UFM |
+| `growth_rates` | early main-effect growth rates `2 sqrt(κ_f)/K` | Modified UFM |
+| `gd_first_order` | gradient descent converges to the flow at first order in the step | Standard UFM |
+| `proxy_exact_disjoint` | the centred-support proxy solves the NN-SVM (disjoint equal supports) | NTP |
 
 Example:
     >>> from ufmtheory.testing import claims
