@@ -87,8 +87,9 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     # The torch baseline is imported on first use so that `import ufmtheory` stays torch-free and fast.
-    if name == "baseline":
+    if name in ("baseline", "GramRecorder", "PeakMonitor"):
         import importlib
 
-        return importlib.import_module("ufmtheory.baseline")
+        baseline = importlib.import_module("ufmtheory.baseline")
+        return baseline if name == "baseline" else getattr(baseline, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
