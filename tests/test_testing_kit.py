@@ -8,6 +8,7 @@ on their default cases once (``test_every_claim_holds_on_its_default_cases``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -273,7 +274,9 @@ def test_a_false_claim_gets_a_shrunk_reproducible_counterexample():
     smallest = _smallest_failing_K()
     assert smallest == 7
     assert cx.params == {"K": smallest} and cx.status == "failed"
-    assert cx.call() == f"ufmtheory.testing.check('toy_scaling', K={smallest})"
+    assert cx.call() == f"claim.check(K={smallest})"  # not in the catalogue: rerun on the Claim object
+    catalogued = dataclasses.replace(claim, catalogued=True)
+    assert catalogued.check(K=smallest).call() == f"ufmtheory.testing.check('toy_scaling', K={smallest})"
     assert "> tol 0.5" in cx.message and "t(K)/t(2) = 1.6" in cx.message
     assert claim.check(**cx.params).status == "failed"  # reproducible
     assert claim.explore(30).counterexample.params == cx.params  # deterministic
@@ -292,7 +295,7 @@ def test_ufm_check_table_and_counterexample(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "worst error" in out and "lp_boundary" in out and "zhu_closed_form" in out
     assert "counterexample" not in out
-    monkeypatch.setitem(claims.CLAIMS, "toy_scaling", _toy_claim(0.0))
+    monkeypatch.setitem(claims.CLAIMS, "toy_scaling", dataclasses.replace(_toy_claim(0.0), catalogued=True))
     assert ufm_main(["check", "toy_scaling", "--examples", "20"]) == 1
     out = capsys.readouterr().out
     assert "failed" in out and "rerun: ufmtheory.testing.check('toy_scaling', K=" in out

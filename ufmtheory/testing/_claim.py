@@ -53,6 +53,8 @@ class ClaimResult:
         message: what was measured, or why the case failed / does not apply.
         cases: per-case results when the default cases were run.
         stats: ``n_evals`` (cases run) and ``wall_time_s``.
+        catalogued: whether the claim is in :data:`ufmtheory.testing.claims.CLAIMS` (how :meth:`call`
+            names it).
     """
 
     claim: str
@@ -63,15 +65,19 @@ class ClaimResult:
     message: str
     cases: tuple[ClaimResult, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
+    catalogued: bool = False
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
     def call(self) -> str:
-        """A Python expression that reruns this case (``ufmtheory.testing.check(name, **params)``)."""
-        args = "".join(f", {k}={v!r}" for k, v in self.params.items())
-        return f"ufmtheory.testing.check({self.claim!r}{args})"
+        """A Python expression that reruns this case: ``ufmtheory.testing.check(name, **params)`` for a
+        claim of the catalogue, ``claim.check(**params)`` (``claim`` being your :class:`Claim`) otherwise."""
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        if self.catalogued:
+            return f"ufmtheory.testing.check({self.claim!r}{', ' if args else ''}{args})"
+        return f"claim.check({args})"
 
     def __str__(self) -> str:
         return f"{self.claim}: {self.status} (error {self.error:.3g}, tol {self.tol:.3g}) {self.message}"
@@ -156,6 +162,7 @@ class Claim:
             written out independently.
         applicable: ``applicable(**params) -> reason or None``.
         space: ``space(hypothesis.strategies) -> strategy of override dicts`` for :meth:`explore`.
+        catalogued: True for the claims of :data:`ufmtheory.testing.claims.CLAIMS` (rerun by name).
     """
 
     name: str
@@ -168,6 +175,7 @@ class Claim:
     measure: Callable[..., tuple[float, str]] = field(repr=False)
     applicable: Callable[..., str | None] = field(repr=False)
     space: Callable[[Any], Any] = field(repr=False)
+    catalogued: bool = False
 
     def _params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(overrides) - set(self.base))
@@ -194,6 +202,7 @@ class Claim:
                 params=p,
                 message=message,
                 stats=stats,
+                catalogued=self.catalogued,
             )
 
         reason = self.applicable(**p)
@@ -248,6 +257,7 @@ class Claim:
             message=message,
             cases=cases,
             stats=stats,
+            catalogued=self.catalogued,
         )
 
     def explore(self, examples: int = 10, *, shrink: bool = True) -> ExploreResult:

@@ -69,6 +69,7 @@ CLAIMS: dict[str, Claim] = {
             ),
             measure=std.zhu_measure,
             applicable=std.zhu_applicable,
+            catalogued=True,
             space=std.zhu_space,
         ),
         Claim(
@@ -84,6 +85,7 @@ CLAIMS: dict[str, Claim] = {
             defaults=({}, {"K": 2, "u0": 1e-3, "t1": 1e5}, {"K": 5, "u0": 0.5, "t1": 1e3}),
             measure=std.etf_measure,
             applicable=std.etf_applicable,
+            catalogued=True,
             space=std.etf_space,
         ),
         Claim(
@@ -112,6 +114,7 @@ CLAIMS: dict[str, Claim] = {
             ),
             measure=std.cons_measure,
             applicable=std.cons_applicable,
+            catalogued=True,
             space=std.cons_space,
         ),
         Claim(
@@ -145,6 +148,7 @@ CLAIMS: dict[str, Claim] = {
             ),
             measure=mod.red_measure,
             applicable=mod.red_applicable,
+            catalogued=True,
             space=mod.red_space,
         ),
         Claim(
@@ -165,6 +169,7 @@ CLAIMS: dict[str, Claim] = {
             defaults=({}, {"A": 4}, {"A": 3, "alpha": 1.5, "beta": 0.7, "lam": 1e-2}),
             measure=mod.plateau_measure,
             applicable=mod.plateau_applicable,
+            catalogued=True,
             space=mod.plateau_space,
         ),
         Claim(
@@ -186,6 +191,7 @@ CLAIMS: dict[str, Claim] = {
             ),
             measure=mod.lp_measure,
             applicable=mod.lp_applicable,
+            catalogued=True,
             space=mod.lp_space,
         ),
         Claim(
@@ -207,6 +213,7 @@ CLAIMS: dict[str, Claim] = {
             defaults=({}, {"sizes": (2, 3), "lam": 1e-2}, {"sizes": (2, 2, 2), "alpha": 1.5, "beta": 0.7}),
             measure=mod.escape_measure,
             applicable=mod.escape_applicable,
+            catalogued=True,
             space=mod.escape_space,
         ),
         Claim(
@@ -222,6 +229,7 @@ CLAIMS: dict[str, Claim] = {
             defaults=({}, {"sizes": (2, 4), "alpha": 0.5}),
             measure=mod.growth_measure,
             applicable=mod.growth_applicable,
+            catalogued=True,
             space=mod.growth_space,
         ),
         Claim(
@@ -245,6 +253,7 @@ CLAIMS: dict[str, Claim] = {
             defaults=({}, {"counts": ((6, 4, 0, 0), (0, 5, 5, 0), (1, 0, 0, 9)), "lam": 0.0, "T": 30.0}),
             measure=std.gd_measure,
             applicable=std.gd_applicable,
+            catalogued=True,
             space=std.gd_space,
         ),
         Claim(
@@ -261,6 +270,7 @@ CLAIMS: dict[str, Claim] = {
             defaults=({}, {"blocks": (1, 1, 1, 1), "V": 6}, {"blocks": (3, 3), "V": 7}),
             measure=std.proxy_measure,
             applicable=std.proxy_applicable,
+            catalogued=True,
             space=std.proxy_space,
         ),
     ]
