@@ -26,6 +26,7 @@ _INLINE = re.compile(r'<span class="arithmatex">\\\((?P<tex>.*?)\\\)</span>', re
 _REWRITES = (
     (re.compile(r"\\boxed\{"), "{"),
     (re.compile(r"\\lesssim"), r"\\precsim"),
+    (re.compile(r"\\arg(?![A-Za-z])"), r"\\operatorname{arg}"),
 )
 
 # Browsers implement MathML Core, which ignores ``mathvariant`` other than "normal": ``\\mathbb R`` and
@@ -71,6 +72,24 @@ _ACCENT = re.compile(
 )
 
 
+# Delimiters after \\big, \\Big, ... come out as the raw command inside <mo>; map them to their characters.
+_DELIMS = {
+    "\\|": "\u2016",
+    "\\Vert": "\u2016",
+    "\\lVert": "\u2016",
+    "\\rVert": "\u2016",
+    "\\vert": "|",
+    "\\lvert": "|",
+    "\\rvert": "|",
+    "\\langle": "\u27e8",
+    "\\rangle": "\u27e9",
+    "\\{": "{",
+    "\\}": "}",
+}
+_RAW_MO = re.compile(r"(<mo[^>]*>)(\\[A-Za-z]+|\\[|{}])(</mo>)")
+_LEFTOVER = re.compile(r">[^<]*\\[A-Za-z|{}][^<]*<")
+
+
 def _styled(ch: str, var: str) -> str:
     if ch in _HOLES.get(var, {}):
         return chr(_HOLES[var][ch])
@@ -94,8 +113,12 @@ def _fix_variants(mathml: str) -> str:
         attr = ' mathvariant="normal"' if tag == "mi" and len(text) > 1 else ""
         return f"<{tag}{attr}>{html.escape(text, quote=False)}</{tag}>"
 
+    def delim(m: re.Match[str]) -> str:
+        return m.group(1) + _DELIMS.get(m.group(2), m.group(2)) + m.group(3)
+
+    mathml = _RAW_MO.sub(delim, _VARIANT.sub(sub, mathml))
     # Over-accents (dot, ddot, hat, tilde, bar, vec, check) sit tight on their base only with accent="true".
-    return _ACCENT.sub('<mover accent="true">', _VARIANT.sub(sub, mathml))
+    return _ACCENT.sub('<mover accent="true">', mathml)
 
 
 def _to_mathml(tex: str, display: str, where: str) -> str | None:
@@ -112,6 +135,8 @@ def _to_mathml(tex: str, display: str, where: str) -> str | None:
         return None
     # Keep the TeX as an annotation (copy/paste, screen readers); the <semantics> wrapper is standard MathML.
     mathml = _fix_variants(mathml)
+    if _LEFTOVER.search(mathml):  # a command latex2mathml passed through as text: it would show as raw TeX
+        log.warning("math: %r on %s keeps raw TeX after conversion; rewrite it", src, where)
     inner = mathml[mathml.index(">") + 1 : mathml.rindex("</math>")]
     head = mathml[: mathml.index(">") + 1]
     note = f'<annotation encoding="application/x-tex">{html.escape(src, quote=False)}</annotation>'
