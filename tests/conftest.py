@@ -1,13 +1,33 @@
-"""Shared test helpers: an independent torch reference for the UFM loss and random orthogonal matrices.
+"""Test configuration: hypothesis profiles, and fixtures for an independent torch reference of the UFM loss
+and random orthogonal matrices.
 
-Nothing here imports code under test to compute expected values: the torch loss below is written from
-THEORY.md section 3 and differentiated by autograd.
+Hypothesis profiles (``HYPOTHESIS_PROFILE`` picks one; otherwise ``ci`` when ``CI`` is set, else ``dev``):
+
+- ``ci``: derandomized (the examples are a fixed function of each test's source), no example database,
+  no deadline: a run passes or fails the same way every time. ``make test`` uses it.
+- ``dev``: random examples, the local example database, no deadline (the default on a workstation).
+- ``many``: random and 20× the examples of each test (``helpers.budget``): run it by hand now and then,
+  ``HYPOTHESIS_PROFILE=many pytest tests/test_x.py``, never in CI.
+
+Shared builders (designs, projectors, soft labels) live in ``tests/helpers.py``. Nothing here imports
+code under test to compute expected values: the torch loss below is written from the Theory page,
+section 3, and differentiated by autograd.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+
+_COMMON = {"deadline": None, "print_blob": True, "suppress_health_check": [HealthCheck.too_slow]}
+# max_examples is the base that helpers.budget scales each test's own budget by (100 = as written).
+settings.register_profile("ci", derandomize=True, database=None, max_examples=100, **_COMMON)
+settings.register_profile("dev", max_examples=100, **_COMMON)
+settings.register_profile("many", max_examples=2000, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 def torch_ufm_loss_and_grad(

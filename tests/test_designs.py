@@ -8,12 +8,13 @@ import itertools
 
 import numpy as np
 import pytest
-from helpers import budget
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ufmtheory as ut
 from ufmtheory.designs import Design
+
+from helpers import budget
 
 
 def _check_common(d: Design) -> None:

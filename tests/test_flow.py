@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 import ufmtheory as ut
 from ufmtheory.designs import Design
 
+from helpers import budget, soft_design
+
 TIGHT = dict(rtol=1e-11, atol=1e-13)
 
 
@@ -19,18 +21,8 @@ def _rel(a, b):
     return np.abs(a - b).max() / np.abs(b).max()
 
 
-def _soft_design(m, V, seed, p=3):
-    rng = np.random.default_rng(seed)
-    P = rng.random((m, V)) * (rng.random((m, V)) < 0.7)
-    P[np.arange(m), rng.integers(0, V, m)] += 0.2
-    P /= P.sum(axis=1, keepdims=True)
-    pi = rng.random(m) + 0.1
-    X = (rng.random((p, m)) < 0.5).astype(float)
-    return ut.designs.from_distributions(P, X=X, pi=pi / pi.sum())
-
-
 # -- symmetries ---------------------------------------------------------------------------------------
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=budget(12))
 @given(
     kind=st.sampled_from(["factorial", "soft"]),
     dim=st.integers(2, 6),
@@ -39,7 +31,7 @@ def _soft_design(m, V, seed, p=3):
 )
 def test_gram_trajectories_are_rotation_invariant(orthogonal, kind, dim, lam, seed):
     """f(W Q, Qᵀ H) = f(W, H) for orthogonal Q, and the flow commutes with Q: Grams agree along the way."""
-    design = ut.designs.factorial((2, 3)) if kind == "factorial" else _soft_design(4, 5, seed)
+    design = ut.designs.factorial((2, 3)) if kind == "factorial" else soft_design(4, 5, seed)
     prob = ut.UFM(design, dim=dim, lam_W=lam[0], lam_H=lam[1])
     init = ut.init.small(prob, 0.3, seed=seed)
     Q = orthogonal(dim, np.random.default_rng(seed + 1))
@@ -57,7 +49,7 @@ def test_gram_trajectories_are_permutation_equivariant():
     """Relabel contexts by σ (columns of Y, X, π, H) and tokens by τ (rows of Y, W): the Grams of the
     permuted run are the permuted Grams, HᵀH → (HᵀH)[σ][:, σ], W Wᵀ → (W Wᵀ)[τ][:, τ]."""
     rng = np.random.default_rng(7)
-    design = _soft_design(5, 6, seed=3)
+    design = soft_design(5, 6, seed=3)
     sigma, tau = rng.permutation(5), rng.permutation(6)
     perm = Design(Y=design.Y[tau][:, sigma], X=design.X[:, sigma], pi=design.pi[sigma])
     prob = ut.UFM(design, dim=4, lam_W=2e-3, lam_H=5e-3)

@@ -6,12 +6,13 @@ import math
 
 import numpy as np
 import pytest
-from helpers import budget
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ufmtheory as ut
 from ufmtheory import metrics as M
+
+from helpers import budget
 
 DESIGNS = {
     "fact2x3": lambda: ut.designs.factorial((2, 3)),

@@ -10,20 +10,20 @@ from hypothesis import strategies as st
 
 import ufmtheory as ut
 
+from helpers import budget, soft_distributions
+
 # -- hypothesis strategies -------------------------------------------------------------------------
 lams = st.one_of(st.just(0.0), st.floats(1e-4, 1.0))
 
 
 @st.composite
-def soft_design(draw):
+def soft_designs(draw):
     """(design, Y, pi) for random soft labels with zeros, via from_distributions; Y and pi are computed here
     (not read back from the design) so the reference loss does not depend on the code under test."""
     m = draw(st.integers(1, 5))
     V = draw(st.integers(2, 6))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    P = rng.random((m, V)) * (rng.random((m, V)) < 0.6)  # about 40% exact zeros
-    P[np.arange(m), rng.integers(0, V, m)] += 0.1  # every row keeps some mass
-    P /= P.sum(axis=1, keepdims=True)
+    P = soft_distributions(rng, m, V, keep=0.6, boost=0.1)  # about 40% exact zeros
     if draw(st.booleans()):
         pi = rng.random(m) + 0.05
         pi /= pi.sum()
@@ -53,7 +53,7 @@ def counts_design(draw):
     return ut.designs.from_counts(C), (C / totals[:, None]).T, totals / totals.sum()
 
 
-any_design = st.one_of(soft_design(), factorial_design(), counts_design())
+any_design = st.one_of(soft_designs(), factorial_design(), counts_design())
 
 
 def _random_params(design, dim, scale, seed):
@@ -65,7 +65,7 @@ def _random_params(design, dim, scale, seed):
 
 
 # -- gradient vs autograd ----------------------------------------------------------------------------
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=budget(30))
 @given(
     case=any_design,
     dim=st.integers(1, 5),
@@ -145,7 +145,7 @@ def test_taylor_remainder_is_second_order(design):
 
 
 # -- closed-form values ------------------------------------------------------------------------------
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=budget(20))
 @given(case=any_design, dim=st.integers(1, 4), lam_W=lams, lam_H=lams)
 def test_loss_at_origin_is_log_V_and_origin_is_critical_without_bias(case, dim, lam_W, lam_H):
     """At W = H = 0 every softmax is uniform: CE = ln V for any label distribution; ∇ = 0 (G Hᵀ = WᵀG = 0)."""
@@ -257,7 +257,7 @@ def test_aligned_init_is_the_etf_mode(K, dim, scale):
     np.testing.assert_allclose(W.T @ W, H @ H.T, atol=1e-14 + 1e-13 * scale)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=budget(20))
 @given(case=any_design, extra=st.integers(0, 2), scale=st.floats(1e-3, 3.0))
 def test_aligned_init_on_general_designs(case, extra, scale):
     """Balanced, and the logits are scale/s_max times the centred labels (Y - 11ᵀ/V) diag(π) (computed

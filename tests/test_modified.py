@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 import ufmtheory as ut
 
+from helpers import budget
+
 
 def torch_modified_loss(design, prob, W, E):
     """Reference loss written from docs: Theory §5 (X̃ built here, not read from the problem)."""
@@ -29,7 +31,7 @@ def torch_modified_loss(design, prob, W, E):
     return float(loss.detach()), Wt.grad.numpy(), Et.grad.numpy()
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=budget(30))
 @given(
     sizes=st.lists(st.integers(2, 3), min_size=1, max_size=3),
     dim=st.integers(1, 6),
