@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ufmtheory import __version__
 from ufmtheory.cli import (
@@ -41,8 +42,16 @@ COMMANDS = (
 """The command modules, in the order ``ufm --help`` lists them."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error contract (no usage block): ``ufm COMMAND: error: ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ufm", description="ufmtheory: unconstrained features model tools")
+    parser = _Parser(prog="ufm", description="ufmtheory: unconstrained features model tools")
     parser.add_argument("--version", action="version", version=f"ufmtheory {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:

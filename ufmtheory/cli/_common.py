@@ -99,7 +99,7 @@ def design_kind_and_arguments(spec: Any, *, where: str = "design") -> tuple[str,
     return kind, kwargs
 
 
-def check_out(path: Path | None, kind: Literal["file", "dir", "prefix"] = "file") -> Path | None:
+def check_out(path: Path | None, kind: Literal["file", "dir", "prefix"] = "file") -> None:
     """Check an ``--out`` path before any work starts.
 
     Args:
@@ -107,22 +107,19 @@ def check_out(path: Path | None, kind: Literal["file", "dir", "prefix"] = "file"
         kind: ``"file"`` (one file at ``path``), ``"prefix"`` (``path.npz`` and ``path.json``, as
             :meth:`~ufmtheory.trajectory.Trajectory.save` writes) or ``"dir"`` (a folder, created if missing).
 
-    Returns:
-        ``path``.
-
     Raises:
         CLIError: an existing target that is not a regular file (a folder, a device) or, for ``"dir"``, not a
             folder; a parent that is a file; or a parent folder that is not writable.
     """
     if path is None:
-        return None
+        return
     path = Path(path)
     if kind == "dir":
         if path.exists() and not path.is_dir():
             raise CLIError(f"--out {str(path)!r} exists and is not a folder")
         if path.is_dir():
             _check_writable_dir(path, path)
-            return path
+            return
     else:
         targets = [path] if kind == "file" else [path.with_name(path.name + s) for s in (".npz", ".json")]
         for target in targets:
@@ -140,7 +137,6 @@ def check_out(path: Path | None, kind: Literal["file", "dir", "prefix"] = "file"
     if not parent.is_dir():
         raise CLIError(f"--out {str(path)!r}: {str(parent)!r} is not a folder")
     _check_writable_dir(parent, path)
-    return path
 
 
 def _check_writable_dir(folder: Path, path: Path) -> None:

@@ -48,7 +48,8 @@ def load_trajectory(path: Path, name: str) -> Trajectory:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = check_out(args.out, "file")
+    out = args.out
+    check_out(out, "file")
     cfg = load_config(args.design)
     if "design" not in cfg:
         raise CLIError(f"--design {str(args.design)!r}: the config has no 'design' object")

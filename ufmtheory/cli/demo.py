@@ -36,7 +36,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = check_out(args.out, "dir")
+    out = args.out
+    check_out(out, "dir")
     result = run_demo(
         out,
         progress=not args.no_progress,

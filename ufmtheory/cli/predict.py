@@ -78,7 +78,7 @@ def _is_large(kind: str, kwargs: dict[str, Any]) -> bool:
         sizes = kwargs.get("sizes")
         return isinstance(sizes, tuple) and ints(*sizes) and sum(math.log(a) for a in sizes) > limit
     depth, branching = kwargs.get("depth"), kwargs.get("branching")
-    return ints(depth, branching) and depth * math.log(branching) > limit
+    return ints(depth, branching) and int(depth) * math.log(int(branching)) > limit  # type: ignore[arg-type]
 
 
 def build_problem(cfg: dict[str, Any]) -> tuple[ModifiedUFM | ReducedProblem, str]:
@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, "predict", SCHEMA)
     if cfg is None:
         return 0
-    out = check_out(args.out, "file")
+    out = args.out
+    check_out(out, "file")
     if "design" not in cfg:
         raise CLIError("config needs a 'design' object (see `ufm predict --schema`)")
     which = cfg.get("which", "both")

@@ -8,11 +8,11 @@ Gram (in optimiser steps); with ``--out`` the trajectory is saved as ``PATH.npz`
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
 from ufmtheory._format import format_number
+from ufmtheory._validate import positive
 from ufmtheory.analysis.phases import detect_phases
 from ufmtheory.cli._common import (
     CLIError,
@@ -75,15 +75,14 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, "train", SCHEMA)
     if cfg is None:
         return 0
-    out = check_out(args.out, "prefix")
+    out = args.out
+    check_out(out, "prefix")
     if "design" not in cfg:
         raise CLIError("config needs a 'design' object (see `ufm train --schema`)")
     design = design_from_spec(cfg["design"])
     config = train_config(cfg, progress=not args.no_progress)
-    etf_tol = cfg.get("etf_tol", 0.05)
-    # etf_tol is read only after training (by detect_phases): check it now so a typo costs no run.
-    if isinstance(etf_tol, bool) or not isinstance(etf_tol, (int, float)) or not 0 < etf_tol < math.inf:
-        raise CLIError(f"etf_tol must be a number > 0, got {etf_tol!r}")
+    # etf_tol is used only after training (by detect_phases): check it now so a typo costs no run.
+    etf_tol = positive("etf_tol", cfg.get("etf_tol", 0.05))
 
     from ufmtheory.baseline import train
 

@@ -16,6 +16,7 @@ overlay (PNG), the saved trajectories, ``results.json`` and a self-contained ``r
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 
 from ufmtheory import designs, equilibria, init, metrics, plotting
 from ufmtheory._format import format_number, to_jsonable
+from ufmtheory._results import ResultMixin, make_stats
 from ufmtheory.analysis.compare import Comparison, compare, variant_grid
 from ufmtheory.analysis.phases import Phases, detect_phases, predict_phases
 from ufmtheory.designs import Design
@@ -43,14 +45,14 @@ _PHASE_KEYS = ("onset", "peak", "collapse", "etf_time", "peak_strength")
 
 
 @dataclass(frozen=True, kw_only=True)
-class DemoResult:
+class DemoResult(ResultMixin):
     """What :func:`run_demo` wrote, and its numbers.
 
     Attributes:
         out: the output folder.
         results: the contents of ``results.json`` (JSON-ready: floats, ``None``, lists, dicts).
         status: ``"ok"``, or ``"failed"`` when a theory run or the transformer did not end ok.
-        message: which run did not end ok (empty when ok).
+        message: which run did not end ok, and its status.
         stats: ``n_evals`` (gradient evaluations of the theory flows), ``wall_time_s``.
     """
 
@@ -60,9 +62,8 @@ class DemoResult:
     message: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+    def __post_init__(self) -> None:
+        self._check_result()
 
     def table(self) -> str:
         """A text summary: the checks against closed forms and the phase times of every run."""
@@ -120,8 +121,7 @@ class DemoResult:
             if best:
                 err = next(v["total_error"] for v in comp["modified"]["variants"] if v["name"] == best)
                 lines.append(f"  best-matching variant: {best} (total curve error {fmt(err)})")
-        if not self.ok:
-            lines.append(f"  status: {self.status}: {self.message}")
+        lines.append(f"  status: {self.status} ({self.message})")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -202,17 +202,13 @@ def run_demo(
         results=to_jsonable(results),
         status="failed" if failed else "ok",
         message="; ".join(failed),
-        stats={"n_evals": n_evals, "wall_time_s": time.perf_counter() - start},
+        stats=make_stats(n_evals, time.perf_counter() - start),
     )
 
 
 def _stats(traj: Trajectory) -> dict[str, Any]:
     """The run statistics under the fixed keys ``n_evals``, ``wall_time_s``."""
-    s = traj.stats
-    return {
-        "n_evals": s.get("n_evals", s.get("evaluations")),
-        "wall_time_s": s.get("wall_time_s", s.get("wall_time")),
-    }
+    return make_stats(traj.stats["n_evals"], traj.stats["wall_time_s"])
 
 
 def _regularised(
@@ -301,8 +297,10 @@ def _modified(
         progress=progress,
     )
     detected = {w: detect_phases(full, design, which=w) for w in ("H", "W")}
-    reduced_gram_H = np.asarray(ref.trajectory.gram_H) if ref.trajectory is not None else np.nan
-    err_H = float(np.abs(reduced_gram_H - full.gram_H).max() / np.abs(full.gram_H).max())
+    err_H = math.nan
+    if ref.trajectory is not None:
+        reduced_gram_H = np.asarray(ref.trajectory.gram_H)
+        err_H = float(np.abs(reduced_gram_H - full.gram_H).max() / np.abs(full.gram_H).max())
     std_predicted = {w: predict_phases(std_prob, which=w) for w in ("H", "W")}
     std_detected = {w: detect_phases(std_traj, design, which=w) for w in ("H", "W")}
 
