@@ -18,6 +18,7 @@ from ufmtheory import cli
 from ufmtheory.analysis.phases import predict_phases
 from ufmtheory.cli import demo as demo_command
 from ufmtheory.cli import main
+from ufmtheory.cli import predict as predict_command
 from ufmtheory.experiments.demo import DemoResult
 from ufmtheory.report import design_label
 
@@ -173,6 +174,14 @@ def test_predict_prints_the_phases_tables_and_writes_json(
     saved = json.loads(out_json.read_text())
     assert saved["phases"]["W"]["collapse"] == pytest.approx(ref["W"].collapse, rel=1e-12)
     assert set(saved["phases"]) == {"W"} and saved["phases"]["W"]["method"] == "reduced"
+
+
+def test_predict_large_design_is_reduced_with_the_model_defaults() -> None:
+    problem, name = predict_command.build_problem({"design": {"kind": "factorial", "sizes": [100, 100]}})
+    assert isinstance(problem, ut.ReducedProblem) and problem.scheme.K == 10_000
+    defaults = ut.ModifiedUFM(ut.designs.factorial((2, 2)), dim=4)
+    assert (problem.meta["alpha"], problem.meta["beta"]) == (defaults.alpha, defaults.beta)
+    assert name.startswith("factorial 100×100 (K = 10000)")
 
 
 def test_predict_reads_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

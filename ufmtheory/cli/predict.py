@@ -9,6 +9,7 @@ constructors themselves. Prints one :meth:`~ufmtheory.analysis.phases.Phases.tab
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ Designs with K > 4096 contexts are handled by the reduced ODE alone (no K x K de
 """The config schema of ``ufm predict`` (``#`` comments are documentation, not JSON)."""
 
 _WHICH = {"H": ("H",), "W": ("W",), "both": ("H", "W")}
+_REDUCED_KEYS = ("alpha", "beta", "ridge", "lam_W", "lam_H", "lam_E", "normalize")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -103,8 +105,10 @@ def build_problem(cfg: dict[str, Any]) -> tuple[ModifiedUFM | ReducedProblem, st
             )
         if dim is not None and dim < sch.K - 1:
             raise CLIError(f"model.dim = {dim} < K - 1 = {sch.K - 1}: the reduced ODE needs dim >= K - 1")
+        # The model keys are ModifiedUFM's keyword arguments, with its defaults (alpha = beta = 1).
+        defaults = {f.name: f.default for f in dataclasses.fields(ModifiedUFM) if f.name in _REDUCED_KEYS}
         try:
-            problem: ModifiedUFM | ReducedProblem = ReducedProblem.from_parts(sch, **model)
+            problem: ModifiedUFM | ReducedProblem = ReducedProblem.from_parts(sch, **{**defaults, **model})
         except (TypeError, ValueError) as exc:
             raise CLIError(f"model: {exc}") from None
         label = design_label({"kind": sch.kind, "K": sch.K, **sch.params})
