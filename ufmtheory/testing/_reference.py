@@ -54,3 +54,23 @@ def sizes_reason(sizes: Any, min_factors: int = 1, max_K: int = 64) -> str | Non
     if math.prod(sizes) > max_K:
         return f"K = {math.prod(sizes)} > {max_K}: too large for a quick check"
     return None
+
+
+def scheme_projectors(
+    sizes: Any = None, depth: int | None = None, branching: int | None = None
+) -> list[np.ndarray]:
+    """The orthogonal projectors of a design's association scheme, built from their definitions:
+    factorial ``P_S`` for every ``S ⊆ [F]`` (Kronecker products); hierarchical ``P_0 = Q_0``,
+    ``P_l = Q_l - Q_{l-1}`` with ``Q_l`` the average over the leaves below each level-l node."""
+    if depth is None:
+        F = len(sizes)
+        subsets: list[tuple[int, ...]] = [()]
+        for f in range(F):
+            subsets += [s + (f,) for s in subsets]
+        return [kron_projector(tuple(sizes), S) for S in subsets]
+    K = branching**depth
+    Q = [
+        np.kron(np.eye(branching**l), np.full((K // branching**l,) * 2, branching**l / K))
+        for l in range(depth + 1)
+    ]
+    return [Q[0]] + [Q[l] - Q[l - 1] for l in range(1, depth + 1)]
