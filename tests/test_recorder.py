@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -279,3 +280,176 @@ def test_train_with_peak_monitor_keeps_peak_and_stops(tmp_path):
     gH, gW, _ = ut.baseline.compute_grams(peak_model, build_sequences(design))
     np.testing.assert_array_equal(gW, traj.gram_W[i])
     np.testing.assert_array_equal(gH, traj.gram_H[i])
+
+
+# -- Hugging Face ------------------------------------------------------------------------------------------
+@pytest.fixture
+def hf(monkeypatch):
+    """transformers (skipped when the [hf] extra is missing), offline, one torch thread (tiny models)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "error")
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield transformers
+    torch.set_num_threads(threads)
+
+
+def _gpt2(hf, ds, width=16, seed=0):
+    torch.manual_seed(seed)
+    cfg = hf.GPT2Config(
+        vocab_size=ds.vocab_size,
+        n_positions=ds.seq_len,
+        n_embd=width,
+        n_layer=1,
+        n_head=2,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+        tie_word_embeddings=False,  # the UFM's W is its own matrix
+    )
+    return hf.GPT2LMHeadModel(cfg)
+
+
+def _trainer(hf, model, ds, out, steps, callbacks, lr=3e-3, **kw):
+    args = hf.TrainingArguments(
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=len(ds),  # full batch: 9 rows of a 3x3 design
+        learning_rate=lr,
+        lr_scheduler_type="constant",
+        report_to=[],
+        use_cpu=True,
+        logging_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        **{"save_strategy": "no", **kw},
+    )
+    return hf.Trainer(model=model, args=args, train_dataset=ds, callbacks=callbacks)
+
+
+def _manual_callback(hf, ds, steps, out):
+    """An independent recorder: last_hidden_state of the GPT-2 body and the lm_head rows, by hand."""
+    ctx = ds.context_inputs()
+    label_ids = torch.from_numpy(np.array(ds.data.label_ids))
+
+    class Manual(hf.TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if state.global_step in steps:
+                was = model.training
+                model.eval()
+                with torch.no_grad():
+                    H = model.transformer(**ctx).last_hidden_state[:, -1].double().numpy()
+                    W = model.lm_head.weight[label_ids].double().numpy()
+                model.train(was)
+                out[state.global_step] = (H @ H.T, W @ W.T)
+
+    return Manual()
+
+
+def test_hf_dataset_layout():
+    pytest.importorskip("transformers")
+    from ufmtheory.baseline.hf import design_dataset
+
+    design = ut.designs.factorial((3, 3))
+    ds = design_dataset(design)
+    data = build_sequences(design)
+    assert len(ds) == 9 and ds.seq_len == data.seq_len + 1
+    item = ds[4]
+    np.testing.assert_array_equal(item["input_ids"][:-1].numpy(), data.tokens[4])
+    assert int(item["input_ids"][-1]) == int(data.targets[4, -1]) == int(item["labels"][-1])
+    assert np.all(item["labels"][:-1].numpy() == -100) and np.all(item["attention_mask"].numpy() == 1)
+    # Label frequencies per context reproduce Y (counted from the rows).
+    counts = Counter((int(r[0]), int(r[-1])) for r in ds.input_ids.numpy()[:, [1, -1]])
+    assert sum(counts.values()) == 9 and len(counts) == 9
+    allpos = design_dataset(design, loss_positions="all")[0]
+    np.testing.assert_array_equal(allpos["labels"][1:].numpy(), allpos["input_ids"][1:].numpy())
+    with pytest.raises(ValueError, match="soft targets"):
+        design_dataset(ut.designs.from_distributions(np.random.default_rng(3).dirichlet(np.ones(3), size=2)))
+
+
+def test_hf_callback_records_grams_equal_to_manual_and_resumes(hf, tmp_path):
+    from ufmtheory.baseline.hf import RECORDER_FILE, GramCallback, design_dataset, hf_recorder
+
+    design = ut.designs.factorial((3, 3))
+    ds = design_dataset(design)
+    steps = [0, 1, 3, 6, 10]
+    manual: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    cb = GramCallback(hf_recorder(ds, steps=steps))
+    model = _gpt2(hf, ds)
+    with torch.no_grad():  # step 0: before any update, by hand too
+        H0 = model.transformer(**ds.context_inputs()).last_hidden_state[:, -1].double().numpy()
+    trainer = _trainer(
+        hf,
+        model,
+        ds,
+        tmp_path,
+        10,
+        [cb, _manual_callback(hf, ds, steps, manual)],
+        save_strategy="steps",
+        save_steps=6,
+    )
+    trainer.train()
+    traj = cb.trajectory()
+    assert traj.ts.tolist() == [0.0, 1.0, 3.0, 6.0, 10.0] and traj.ok and traj.method == "hf-trainer"
+    np.testing.assert_allclose(traj.gram_H[0], H0 @ H0.T, rtol=1e-12, atol=1e-12)
+    for i, step in enumerate(steps[1:], start=1):
+        np.testing.assert_allclose(traj.gram_H[i], manual[step][0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(traj.gram_W[i], manual[step][1], rtol=1e-12, atol=1e-12)
+    assert traj.loss[-1] < traj.loss[0]
+    # Resume from checkpoint-6: the snapshots up to step 6 come back from the checkpoint folder.
+    assert (tmp_path / "checkpoint-6" / RECORDER_FILE).is_file()
+    cb2 = GramCallback(hf_recorder(ds, steps=steps))
+    _trainer(hf, _gpt2(hf, ds, seed=1), ds, tmp_path, 10, [cb2]).train(
+        resume_from_checkpoint=str(tmp_path / "checkpoint-6")
+    )
+    again = cb2.trajectory()
+    assert again.ts.tolist() == traj.ts.tolist()
+    np.testing.assert_array_equal(again.gram_W[:4], traj.gram_W[:4])
+    np.testing.assert_allclose(again.gram_W[4], traj.gram_W[4], rtol=1e-5, atol=1e-6)
+
+
+def test_hf_bad_input_before_training(hf, tmp_path):
+    from ufmtheory.baseline.hf import GramCallback, design_dataset, hf_recorder
+
+    design = ut.designs.factorial((3, 3))
+    ds = design_dataset(design)
+    small = hf.GPT2Config(vocab_size=ds.vocab_size - 3, n_positions=ds.seq_len, n_embd=8, n_layer=1, n_head=2)
+    with pytest.raises(ValueError, match="vocab_size"):
+        design_dataset(design, model=small)
+    short = hf.GPT2Config(vocab_size=ds.vocab_size, n_positions=ds.seq_len - 1, n_embd=8, n_layer=1, n_head=2)
+    with pytest.raises(ValueError, match="n_positions"):
+        design_dataset(design, model=short)
+    model = hf.GPT2LMHeadModel(small)
+    cb = GramCallback(hf_recorder(ds, steps=[0, 1]))
+    with pytest.raises(ValueError, match="vocabulary"):
+        _trainer(hf, model, ds, tmp_path, 2, [cb]).train()
+    with pytest.raises(ValueError, match="module 'transformer.lnf' does not exist"):
+        cb = GramCallback(hf_recorder(ds, module="transformer.lnf", steps=[0, 1]))
+        _trainer(hf, _gpt2(hf, ds), ds, tmp_path, 2, [cb]).train()
+
+
+@pytest.mark.slow
+def test_hf_w_transient_and_stop_at_the_peak(hf, tmp_path):
+    from ufmtheory.baseline.hf import GramCallback, design_dataset, hf_recorder
+
+    design = ut.designs.factorial((3, 3))
+    ds = design_dataset(design)
+    monitor = PeakMonitor("W", patience=3, drop=0.5, stop_after_collapse=True)
+    cb = GramCallback(hf_recorder(ds, steps=300, monitor=monitor))
+    model = _gpt2(hf, ds)
+    _trainer(hf, model, ds, tmp_path, 300, [cb]).train()
+    traj = cb.trajectory()
+    sem = traj.metrics(design, "W")["semantic_strength"]
+    i = int(np.nanargmax(sem))
+    # The W transient: semantic strength rises from ~0, peaks, and has lost half its rise when training stops.
+    assert sem[i] > sem[0] + 0.2 and 0 < i < len(sem) - 3
+    assert sem[-1] <= sem[i] - 0.5 * (sem[i] - sem[0]) and traj.ts[-1] < 300
+    assert monitor.best_step == traj.ts[i]
+    # The kept state dict is the model at the peak: its W Gram equals the snapshot there.
+    model.load_state_dict(monitor.best_state_dict)
+    W = model.lm_head.weight[torch.from_numpy(np.array(ds.data.label_ids))].detach().double().numpy()
+    np.testing.assert_allclose(W @ W.T, traj.gram_W[i], rtol=1e-12, atol=1e-12)
