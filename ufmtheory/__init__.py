@@ -84,6 +84,13 @@ __all__ = [
     "variant_grid",
 ]
 
+_SWEEPS = {
+    "sweep": "ufmtheory.experiments.sweep",
+    "load_sweep": "ufmtheory.experiments.sweep",
+    "phase_diagram": "ufmtheory.experiments.phase_diagram",
+    "scaling": "ufmtheory.experiments.phase_diagram",
+}
+
 
 def __getattr__(name: str) -> object:
     # The torch baseline is imported on first use so that `import ufmtheory` stays torch-free and fast.
@@ -92,4 +99,8 @@ def __getattr__(name: str) -> object:
 
         baseline = importlib.import_module("ufmtheory.baseline")
         return baseline if name == "baseline" else getattr(baseline, name)
+    if name in _SWEEPS:  # sweeps bring xarray/zarr/dask: imported on first use too
+        import importlib
+
+        return getattr(importlib.import_module(_SWEEPS[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
