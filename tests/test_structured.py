@@ -23,7 +23,7 @@ from ufmtheory.algebra.schemes import (
 )
 from ufmtheory.algebra.structured import GramTooLargeError, StructuredGrams
 from ufmtheory.metrics import trajectory_metrics
-from ufmtheory.solvers.reduced import ReducedProblem, reduced_flow
+from ufmtheory.solvers.reduced import ReducedProblem, reduced_solve
 from ufmtheory.trajectory import Trajectory
 
 DESIGNS = {
@@ -44,8 +44,8 @@ def _kron_projector(sizes: tuple[int, ...], S: tuple[int, ...]) -> np.ndarray:
 def _pair(design, t1: float = 1e5, saveat: int = 40, **kw):
     """The same reduced flow as a dense and as a structured Trajectory."""
     prob = ut.ModifiedUFM(design, dim=design.m, alpha=1.0, beta=1.0, ridge="H", lam_W=1e-3, lam_H=1e-3, **kw)
-    dense = reduced_flow(prob, t1, saveat=saveat, structured=False)
-    struct = reduced_flow(prob, t1, saveat=saveat, structured=True)
+    dense = reduced_solve(prob, t1, saveat=saveat, structured=False).trajectory
+    struct = reduced_solve(prob, t1, saveat=saveat, structured=True).trajectory
     return dense, struct
 
 
@@ -162,6 +162,11 @@ def test_structured_metrics_edge_cases(name: str) -> None:
     design = DESIGNS[name]()
     sch = scheme(design)
     c = _special_coefficients(sch)
+    non_psd = c[4][None]  # negative squared norms: not a Gram, refused by both paths alike
+    for bad in (StructuredGrams(non_psd, sch), np.asarray(StructuredGrams(non_psd, sch))):
+        with pytest.raises(ValueError, match="negative"):
+            trajectory_metrics(Trajectory(ts=[0.0], gram_H=bad, gram_W=bad, loss=[0.0]), design)
+    c = np.delete(c, 4, axis=0)
     G = StructuredGrams(c, sch)
     ts = np.arange(len(c), dtype=float)
     struct = Trajectory(ts=ts, gram_H=G, gram_W=G, loss=np.zeros(len(c)))
@@ -255,13 +260,12 @@ def test_structured_save_load_roundtrip(tmp_path, name: str) -> None:
 
 def test_reduced_flow_structured_default_by_size() -> None:
     rp = ReducedProblem.from_parts(factorial_scheme((100, 100)), alpha=1.0, beta=1.0)  # K = 10⁴ > 4096
-    traj = reduced_flow(rp, 10.0, saveat=3)
+    traj = reduced_solve(rp, 10.0, saveat=3).trajectory
     assert traj.structured and traj.gram_H.shape == (4, 10**4, 10**4)
     small = ReducedProblem.from_parts(hierarchical_scheme(2, 3), alpha=1.0, beta=1.0)
-    assert not reduced_flow(small, 10.0, saveat=3).structured
-    assert reduced_flow(small, 10.0, saveat=3, structured=True).structured
+    assert not reduced_solve(small, 10.0, saveat=3).trajectory.structured
+    assert reduced_solve(small, 10.0, saveat=3, structured=True).trajectory.structured
     # The deprecated spelling still works.
-    assert ut.reduced_solve(small, 10.0, saveat=3, materialise=False).trajectory.structured
 
 
 def test_million_contexts_structured_in_little_memory() -> None:
@@ -270,13 +274,13 @@ def test_million_contexts_structured_in_little_memory() -> None:
     rp = ReducedProblem.from_parts(factorial_scheme((1000, 1000)), alpha=1.0, beta=1.0)
     tracemalloc.start()
     try:
-        traj = reduced_flow(rp, 1e6)
+        traj = reduced_solve(rp, 1e6).trajectory
         metrics_H = traj.metrics(traj.scheme)
         metrics_W = traj.metrics(traj.scheme, which="W")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    print(f"K = 1e6: peak traced memory {peak / 2**20:.1f} MiB, {traj.stats['evaluations']} evaluations")
+    print(f"K = 1e6: peak traced memory {peak / 2**20:.1f} MiB, {traj.stats['n_evals']} evaluations")
     assert peak < 200 * 2**20
     assert traj.ok and traj.structured and traj.gram_H.shape == (201, 10**6, 10**6)
     for m in (metrics_H, metrics_W):

@@ -10,6 +10,7 @@ import numpy as np
 from ufmtheory.algebra.schemes import scheme as scheme_of
 from ufmtheory.metrics._core import (
     _REL_TOL,
+    _SYM_TOL,
     _as_array,
     _attribute_energy,
     _center,
@@ -254,6 +255,15 @@ def _structured_stack_metrics(G: Any, attributes: bool) -> dict[str, np.ndarray]
     return out
 
 
+def _check_structured_diagonal(G: Any, name: str) -> None:
+    """The dense rule of :func:`_check_gram_stack` on coefficients: every diagonal entry ``Σ_S c_S m_S/K``
+    (squared norms) must be non-negative."""
+    c = G.coefficients
+    diag = c @ np.asarray(G.scheme.ranks, dtype=np.float64) / G.scheme.K
+    if np.any(diag < -_SYM_TOL * np.max(np.abs(c), axis=1)):
+        raise ValueError(f"{name} must be a Gram matrix: its diagonal (squared norms) has negative entries")
+
+
 def _structured_design_check(G: Any, design: Any, which: str) -> bool:
     """Whether ``design`` (None, an AssociationScheme, or a Design) asks for attribute metrics on the
     structured Grams ``G``; raises when it does not describe ``G``'s scheme."""
@@ -317,6 +327,7 @@ def trajectory_metrics(traj: Any, design: Any = None, which: str = "H") -> dict[
         if raw.K < 2:
             raise ValueError(f"traj.gram_{which} must have K >= 2, got K = {raw.K}")
         with_X = _structured_design_check(raw, design, which)
+        _check_structured_diagonal(raw, f"traj.gram_{which}")
         out_s: dict[str, np.ndarray] = {"ts": ts.copy()}
         out_s.update(_structured_stack_metrics(raw, with_X))
         return out_s
