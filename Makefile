@@ -5,7 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench docs clean
+# pytest for `make test`: the derandomized hypothesis profile (tests/conftest.py: the same examples every
+# run), no cache, the per-test timeout from pyproject.toml.
+PYTEST := HYPOTHESIS_PROFILE=ci $(BIN)/pytest -p no:cacheprovider
+
+.PHONY: demo test test-slow fuzz lint bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,13 +25,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check ufmtheory tests benchmarks
 	$(BIN)/lint-imports
 
+# Everything but the slow tests (K = 10^6, long flows: `make test-slow`); the fuzz tests run here with a
+# small example budget and in `make fuzz` with a large one.
 test: lint
-	$(BIN)/pytest -n 2 -m "not slow" --doctest-modules ufmtheory tests
-	$(BIN)/pytest --nbmake notebooks
+	$(PYTEST) -n 2 -m "not slow" --doctest-modules ufmtheory tests
+	$(BIN)/pytest -p no:cacheprovider --nbmake notebooks
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -d build/site
 
 test-slow: $(STAMP)
-	$(BIN)/pytest -n 2 -m slow tests
+	$(PYTEST) -n 2 -m slow tests
+
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=many $(BIN)/pytest -p no:cacheprovider -n 2 -m fuzz --timeout 600 tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_flow.py
