@@ -184,9 +184,7 @@ def run_demo(
     if "transformer" in results:
         runs["transformer"] = results["transformer"]["status"]
     failed = [f"{name}: {status}" for name, status in runs.items() if status != "ok"]
-    n_evals = sum(
-        int(results[k]["stats"]["n_evals"]) for k in ("regularised", "etf_mode") if "stats" in results[k]
-    )
+    n_evals = sum(results[k]["stats"]["n_evals"] or 0 for k in ("regularised", "etf_mode"))
     results["files"] = sorted(
         {p.name for p in out.iterdir() if not p.name.startswith(".")} | {"results.json", "report.html"}
     )
@@ -208,7 +206,8 @@ def run_demo(
 
 def _stats(traj: Trajectory) -> dict[str, Any]:
     """The run statistics under the fixed keys ``n_evals``, ``wall_time_s``."""
-    return make_stats(traj.stats["n_evals"], traj.stats["wall_time_s"])
+    s = traj.stats
+    return make_stats(s.get("n_evals", s.get("evaluations")), s.get("wall_time_s", s.get("wall_time")))
 
 
 def _regularised(
