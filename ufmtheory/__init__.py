@@ -16,7 +16,16 @@ Example:
 
 from ufmtheory import algebra, analysis, designs, equilibria, metrics, plotting, programs, solvers
 from ufmtheory.algebra import StructuredGrams
-from ufmtheory.analysis import Comparison, Phases, compare, detect_phases, predict_phases, variant_grid
+from ufmtheory.analysis import (
+    Comparison,
+    Phases,
+    calibrate,
+    compare,
+    detect_phases,
+    predict_phases,
+    validate,
+    variant_grid,
+)
 from ufmtheory.designs import Design
 from ufmtheory.equilibria import (
     Equilibrium,
@@ -80,6 +89,8 @@ __all__ = [
     "detect_phases",
     "predict_phases",
     "compare",
+    "calibrate",
+    "validate",
     "Comparison",
     "variant_grid",
 ]

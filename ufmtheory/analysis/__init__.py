@@ -1,5 +1,6 @@
 """Analysis of trajectories: phase prediction and detection, theory-versus-model comparison."""
 
+from ufmtheory.analysis.calibrate import Calibration, Validation, calibrate, input_geometry, validate
 from ufmtheory.analysis.compare import CURVE_METRICS, Comparison, compare, variant_grid
 from ufmtheory.analysis.phases import PHASE_NAMES, Phases, detect_phases, phase_estimates, predict_phases
 
@@ -8,6 +9,11 @@ __all__ = [
     "Comparison",
     "compare",
     "variant_grid",
+    "Calibration",
+    "Validation",
+    "calibrate",
+    "validate",
+    "input_geometry",
     "PHASE_NAMES",
     "Phases",
     "detect_phases",
