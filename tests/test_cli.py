@@ -162,12 +162,12 @@ def test_predict_prints_the_phases_tables_and_writes_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     design = {"kind": "factorial", "sizes": [2, 3]}
-    cfg = {"design": design, "model": {"lam_W": 1e-2, "lam_H": 1e-2}, "init_scale": 1e-3, "which": "W"}
+    cfg = {"design": design, "model": {"lam_W": 1e-2, "lam_H": 1e-2}, "which": "W", "points_per_decade": 10}
     out_json = tmp_path / "sub" / "phases.json"
     assert main(["predict", str(_write(tmp_path, cfg)), "--out", str(out_json)]) == 0
     text = capsys.readouterr().out
     prob = ut.ModifiedUFM(ut.designs.factorial((2, 3)), dim=6, lam_W=1e-2, lam_H=1e-2)
-    ref = {"W": predict_phases(prob, which="W", init_scale=1e-3)}
+    ref = {"W": predict_phases(prob, which="W", points_per_decade=10)}
     assert "factorial 2×3 (K = 6)" in text
     for ph in ref.values():
         assert ph.table() in text

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -44,13 +46,20 @@ SCHEMA = """\
     "dim": 9                 # optional feature dimension (default K)
   },
   "which": "both",           # optional: "H", "W" or "both"
-  # optional keyword arguments of ufmtheory.analysis.predict_phases:
-  "init_scale": 0.001, "t1": null, "etf_tol": 0.05, "method": "reduced",
-  "points_per_decade": 20, "t_max": 1e12
+  # optional keyword arguments of ufmtheory.analysis.predict_phases (shown with their defaults):
+  OPTIONS
 }
 The same keys work in a TOML file (CONFIG ending in .toml; leave out the null entries).
 Designs with K > 4096 contexts are handled by the reduced ODE alone (no K x K design is built)."""
 """The config schema of ``ufm predict`` (``#`` comments are documentation, not JSON)."""
+
+# The options are predict_phases's own keyword arguments: listed from its signature, so they cannot drift.
+_OPTIONS = {
+    name: p.default
+    for name, p in inspect.signature(predict_phases).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("which", "min_strength")
+}
+SCHEMA = SCHEMA.replace("OPTIONS", ", ".join(f'"{k}": {json.dumps(v)}' for k, v in _OPTIONS.items()))
 
 _WHICH = {"H": ("H",), "W": ("W",), "both": ("H", "W")}
 _REDUCED_KEYS = ("alpha", "beta", "ridge", "lam_W", "lam_H", "lam_E", "normalize")
