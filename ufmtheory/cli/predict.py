@@ -59,7 +59,10 @@ _OPTIONS = {
     for name, p in inspect.signature(predict_phases).parameters.items()
     if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("which", "min_strength")
 }
-SCHEMA = SCHEMA.replace("OPTIONS", ", ".join(f'"{k}": {json.dumps(v)}' for k, v in _OPTIONS.items()))
+_ITEMS = [f'"{k}": {f"{v:g}" if isinstance(v, float) else json.dumps(v)}' for k, v in _OPTIONS.items()]
+SCHEMA = SCHEMA.replace(
+    "OPTIONS", ",\n  ".join(", ".join(_ITEMS[i : i + 3]) for i in range(0, len(_ITEMS), 3))
+)
 
 _WHICH = {"H": ("H",), "W": ("W",), "both": ("H", "W")}
 _REDUCED_KEYS = ("alpha", "beta", "ridge", "lam_W", "lam_H", "lam_E", "normalize")
