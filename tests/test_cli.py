@@ -3,6 +3,7 @@ the error contract (one line on stderr, non-zero exit, no traceback)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from ufmtheory.analysis.phases import predict_phases
 from ufmtheory.cli import demo as demo_command
 from ufmtheory.cli import main
 from ufmtheory.cli import predict as predict_command
+from ufmtheory.cli import train as train_command
 from ufmtheory.experiments.demo import DemoResult
 from ufmtheory.report import design_label
 
@@ -258,6 +260,16 @@ def test_unwritable_out_folder_is_refused(tmp_path: Path, capsys: pytest.Capture
 
 
 # -- ufm train / ufm compare ---------------------------------------------------------------------------------
+def test_schemas_name_only_real_arguments() -> None:
+    from ufmtheory.baseline import TrainConfig  # torch: imported only by the tests that train
+
+    design_keys = {"design", "kind", "sizes", "depth", "branching"}
+    train_keys = set(re.findall(r'"(\w+)":', train_command.SCHEMA)) - design_keys - {"etf_tol"}
+    assert train_keys <= {f.name for f in dataclasses.fields(TrainConfig)}
+    model_keys = set(re.findall(r'"(\w+)":', predict_command.SCHEMA.split('"model"')[1].split("}")[0]))
+    assert model_keys - {"dim"} <= {f.name for f in dataclasses.fields(ut.ModifiedUFM)}
+
+
 @pytest.mark.parametrize(
     ("cfg", "needles"),
     [
