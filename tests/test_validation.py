@@ -271,3 +271,21 @@ def test_smoke_configuration_with_the_gpt(tmp_path):
     res = run_validation(SMOKE, tmp_path, log=lambda s: None)
     assert (tmp_path / "validation.json").exists()
     assert set(res["validation"]["adamw"]["summary"]) == set(SMOKE.designs)
+
+
+def test_cli_rejects_bad_seeds(tmp_path, capsys):
+    from ufmtheory.cli import main
+
+    assert main(["validate", "--smoke", "--seeds", "0", "--out", str(tmp_path / "v")]) == 2
+    assert "--seeds" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_quick(tmp_path):
+    """`ufm validate --quick` (run by make test-slow): 4 designs, AdamW and GD, 3 seeds, 1000 steps."""
+    pytest.importorskip("torch")
+    from ufmtheory.cli import main
+
+    assert main(["validate", "--quick", "--out", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "validation.json").read_text())
+    assert set(saved["validation"]) == {"adamw", "gd"}

@@ -27,6 +27,7 @@ from ufmtheory.cli import (
     demo,
     predict,
     train,
+    validate,
 )
 from ufmtheory.cli._common import CLIError
 
@@ -38,6 +39,7 @@ COMMANDS = (
     train,
     compare,
     check,
+    validate,
 )
 """The command modules, in the order ``ufm --help`` lists them."""
 
