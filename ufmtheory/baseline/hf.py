@@ -221,10 +221,29 @@ class GramCallback(TrainerCallback):
             raise TypeError(f"recorder must be a GramRecorder, got {type(recorder).__name__}")
         self.recorder = recorder
         self.save = bool(save)
+        self.config: dict[str, Any] = {}
+
+    @staticmethod
+    def _config(args: Any) -> dict[str, Any]:
+        """The Trainer's optimiser settings in the baseline's ``meta["config"]`` vocabulary, so that
+        ``ut.compare(problem, traj, design, clock="same")`` can run the theory with the same optimiser."""
+        optim = str(getattr(getattr(args, "optim", ""), "value", getattr(args, "optim", "")))
+        return {
+            "optimizer": "adamw" if optim.startswith("adamw") else optim,
+            "lr": float(args.learning_rate),
+            "betas": (float(args.adam_beta1), float(args.adam_beta2)),
+            "weight_decay": float(args.weight_decay),
+            "momentum": 0.0,
+            "seed": int(args.seed),
+            "steps": int(args.max_steps),
+            "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+            "warmup_steps": getattr(args, "warmup_steps", 0),
+        }
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         step = int(state.global_step)
         rec = self.recorder
+        self.config = self._config(args)
         if step > 0 and (not len(rec) or rec.steps_recorded[-1] < step):
             path = Path(args.output_dir) / f"checkpoint-{step}" / RECORDER_FILE
             if not path.is_file():
@@ -260,6 +279,14 @@ class GramCallback(TrainerCallback):
             self.recorder.record(step, model)  # the final model is always in the trajectory
 
     def trajectory(self, **kwargs: Any) -> Trajectory:
-        """The recorded :class:`~ufmtheory.trajectory.Trajectory` (``GramRecorder.trajectory`` options)."""
+        """The recorded :class:`~ufmtheory.trajectory.Trajectory` (``GramRecorder.trajectory`` options);
+        ``meta["config"]`` holds the Trainer's optimiser settings (optimizer, lr, betas, weight_decay, seed,
+        lr_scheduler_type): the model's clock for ``ut.compare(..., clock="same")``, exact only with a
+        constant schedule and no warm-up."""
         kwargs.setdefault("method", "hf-trainer")
+        kwargs["meta"] = {
+            "source": "ufmtheory.baseline.hf.GramCallback",
+            "config": self.config,
+            **kwargs.get("meta", {}),
+        }
         return self.recorder.trajectory(**kwargs)
