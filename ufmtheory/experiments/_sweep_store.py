@@ -31,7 +31,16 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
-__all__ = ["STATUSES", "PENDING", "RESERVED", "Table", "Store", "load_sweep", "normalise_output"]
+__all__ = [
+    "STATUSES",
+    "PENDING",
+    "RESERVED",
+    "Table",
+    "Store",
+    "load_sweep",
+    "open_stored",
+    "normalise_output",
+]
 
 STATUSES = (
     "ok",
@@ -117,7 +126,6 @@ class Table:
         self.wall_time_s = np.full(shape, math.nan)
         self.attempts = np.zeros(shape, dtype=np.int64)
         self.outputs: dict[str, np.ndarray] = {}
-        self.new_outputs: list[str] = []  # created since the last store flush
 
     @property
     def size(self) -> int:
@@ -132,7 +140,6 @@ class Table:
                 tail = np.shape(v)
                 arr = np.full(self.shape + tail, math.nan)
             self.outputs[name] = arr
-            self.new_outputs.append(name)
         return arr
 
     def check(self, values: dict[str, Any]) -> str:
@@ -247,6 +254,7 @@ class Store:
         self._group: Any = None
         self._journaled: list[Path] = []
         self.attrs: dict[str, Any] = {}  # the group attributes (xarray's append mode rewrites them)
+        self.stored: set[str] = set()  # variables that have arrays in the store
 
     # identity -------------------------------------------------------------------------------------------
     def check(self) -> bool:
@@ -266,6 +274,7 @@ class Store:
                 " attributes); choose another path"
             )
         self.attrs = attrs
+        self.stored = _stored_names(self.path)
         for key, mine in self.identity.items():
             theirs = attrs.get(key)
             if theirs != mine:
@@ -294,7 +303,7 @@ class Store:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        table.new_outputs.clear()
+        self.stored = set(ds.data_vars)
         self.journal_dir.mkdir(exist_ok=True)
 
     @staticmethod
@@ -332,13 +341,13 @@ class Store:
         import zarr
 
         done = list(self._journaled)
-        if table.new_outputs:
-            names = list(table.new_outputs)
+        names = [k for k in table.outputs if k not in self.stored]
+        if names:
             ds = table.dataset(self.attrs, names=names)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ds.to_zarr(self.path, mode="a", encoding=self._encoding(ds), consolidated=True)
-            table.new_outputs.clear()
+            self.stored.update(names)
             self._group = None
         if self._group is None:
             self._group = zarr.open_group(self.path, mode="r+")
@@ -353,6 +362,14 @@ class Store:
         for path in done:
             path.unlink(missing_ok=True)
         self._journaled = self._journaled[len(done) :]
+
+
+def _stored_names(path: Path) -> set[str]:
+    try:
+        meta = json.loads((path / "zarr.json").read_text())
+        return set(meta["consolidated_metadata"]["metadata"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
 
 
 def _short(v: Any) -> str:
@@ -371,17 +388,11 @@ def load_sweep(path: str | os.PathLike[str]) -> xr.Dataset:
     Raises:
         ValueError: ``path`` is not a sweep store.
     """
-    import warnings
-
-    import xarray as xr
-
     path = Path(path)
     attrs = _read_attrs(path) if path.is_dir() else None
     if attrs is None or "sweep_format" not in attrs:
         raise ValueError(f"path {str(path)!r} is not a sweep store")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        stored = xr.open_zarr(path).load()
+    stored = open_stored(path)
     sweep_dims = tuple(d for d in stored["status"].dims)
     coords = {k: (v.dims, _plain(v.values)) for k, v in stored.coords.items()}
     table = Table(sweep_dims, tuple(stored["status"].shape), coords)
@@ -389,6 +400,17 @@ def load_sweep(path: str | os.PathLike[str]) -> xr.Dataset:
     Store(path, {}).replay(table)
     attrs = {k: v for k, v in stored.attrs.items() if k != "sweep_format"}
     return table.dataset(attrs)
+
+
+def open_stored(path: Path) -> xr.Dataset:
+    """The store's arrays as a dataset in memory (without the journal)."""
+    import warnings
+
+    import xarray as xr
+
+    with warnings.catch_warnings():  # consolidated metadata is not in the zarr v3 spec (yet)
+        warnings.simplefilter("ignore")
+        return xr.open_zarr(path).load()
 
 
 def _plain(values: np.ndarray) -> np.ndarray:

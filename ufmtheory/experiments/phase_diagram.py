@@ -26,6 +26,7 @@ from ufmtheory.algebra.schemes import factorial_scheme
 from ufmtheory.analysis.phases import predict_phases
 from ufmtheory.designs import Design
 from ufmtheory.equilibria import end_state as _end_state
+from ufmtheory.experiments._portable import portable, rebuild
 from ufmtheory.experiments.sweep import sweep
 from ufmtheory.models import ModifiedUFM
 from ufmtheory.solvers.reduced import ReducedProblem
@@ -83,9 +84,10 @@ def _predict_options(options: dict[str, Any], scale: float | None) -> dict[str, 
 
 
 def _phase_point(
-    design: Design, which: str, options: dict[str, Any], fixed: dict[str, Any], **point: Any
+    recipe: tuple[Any, ...], which: str, options: dict[str, Any], fixed: dict[str, Any], **point: Any
 ) -> dict[str, Any]:
     """One phase-diagram point (module level, so that it pickles to worker processes)."""
+    design = rebuild(recipe)
     params = {**fixed, **point}
     scale = params.pop("scale", options["scale"])
     params.setdefault("dim", design.m)
@@ -191,7 +193,7 @@ def phase_diagram(
     params.pop("scale", None)
     if all(v is not None for v in first.values()):
         ModifiedUFM(design, **{"dim": design.m, **params})
-    fn = functools.partial(_phase_point, design, which, options, dict(fixed))
+    fn = functools.partial(_phase_point, portable(design), which, options, dict(fixed))
     attrs: dict[str, Any] = {
         "kind": "phase_diagram",
         "design": json.dumps(design.summary()),

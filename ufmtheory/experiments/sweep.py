@@ -40,6 +40,7 @@ from ufmtheory.experiments._sweep_store import (
     Table,
     load_sweep,
     normalise_output,
+    open_stored,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -348,7 +349,8 @@ def sweep(
     st = Store(store, identity) if store is not None else None
     if st is not None:
         if st.check():
-            table.load(load_sweep(st.path))
+            table.load(open_stored(st.path))
+            st.replay(table)
         else:
             st.create(table, ds_attrs)
 
