@@ -100,6 +100,7 @@ _SWEEPS = {
     "load_sweep": "ufmtheory.experiments.sweep",
     "phase_diagram": "ufmtheory.experiments.phase_diagram",
     "scaling": "ufmtheory.experiments.phase_diagram",
+    "training_sweep": "ufmtheory.experiments.training_sweep",
 }
 
 
