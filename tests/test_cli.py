@@ -65,6 +65,23 @@ def test_usage_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture[str], ar
     _one_line_error(capsys.readouterr(), "--help")
 
 
+def test_warnings_are_one_line_each_and_shown_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def noisy(*args: Any, **kwargs: Any) -> None:
+        for _ in range(3):
+            warnings.warn("overflow\nin power", RuntimeWarning, stacklevel=1)
+        raise ValueError("bad input")
+
+    monkeypatch.setattr(demo_command, "run_demo", noisy)
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "ufm demo: warning: RuntimeWarning: overflow in power",
+        "ufm demo: error: bad input",
+    ]
+
+
 def test_unexpected_failure_is_one_line_exit_1(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,10 +15,12 @@ is one line with exit status 1 (``UFM_TRACEBACK=1`` shows the traceback).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ufmtheory import __version__
 from ufmtheory.cli import (
@@ -26,6 +28,7 @@ from ufmtheory.cli import (
     compare,
     demo,
     predict,
+    sweep,
     train,
     validate,
 )
@@ -40,6 +43,7 @@ COMMANDS = (
     compare,
     check,
     validate,
+    sweep,
 )
 """The command modules, in the order ``ufm --help`` lists them."""
 
@@ -64,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ufm`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
+    with warnings.catch_warnings():
+        # Warnings keep the one-line form too: each distinct message once, as ``ufm COMMAND: warning: ...``
+        # (which warnings show is left to the filters in force).
+        warnings.showwarning = functools.partial(_show_warning, args.command, set())
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args._run(args))
     except (CLIError, ValueError, TypeError) as exc:
@@ -83,9 +95,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _one_line(text: str, limit: int = 400) -> str:
+    # The message of a nested exception may carry newlines, and a huge number in it thousands of digits.
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _error(command: str, message: str) -> None:
-    # One line: the message of a nested exception may carry newlines.
-    print(f"ufm {command}: error: " + " ".join(message.split()), file=sys.stderr)
+    print(f"ufm {command}: error: {_one_line(message)}", file=sys.stderr)
+
+
+def _show_warning(
+    command: str, seen: set[str], message: Any, category: type[Warning], *args: Any, **kwargs: Any
+) -> None:
+    line = f"ufm {command}: warning: {category.__name__}: {_one_line(str(message))}"
+    if line not in seen:
+        seen.add(line)
+        print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

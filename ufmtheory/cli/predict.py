@@ -160,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"{exc} (see `ufm predict --schema`)") from None
     print(f"ufm predict: {name}")
     for w, ph in phases.items():
-        print(f"\n{w} ({'contexts' if w == 'H' else 'labels'}): {ph.method}, status {ph.status}")
+        detail = f" ({ph.message})" if not ph.ok and getattr(ph, "message", "") else ""
+        print(f"\n{w} ({'contexts' if w == 'H' else 'labels'}): {ph.method}, status {ph.status}{detail}")
         print(ph.table())
     if out is not None:
         write_json(
