@@ -239,7 +239,7 @@ def test_checkpoint_resume_is_bit_identical(tmp_path):
     ref = train(design, cfg)
     ck = dataclasses.replace(cfg, checkpoint_every=7, checkpoint_dir=str(tmp_path))
     part = train(design, ck, stop_at=17)
-    assert part.status == "stopped at step 17 (stop_at)" and part.ts[-1] <= 17
+    assert part.ok and part.message == "stopped at step 17 (stop_at)" and part.ts[-1] <= 17
     assert latest_checkpoint(tmp_path).name == "ckpt_000000017.pt"
     assert len(list(tmp_path.glob("ckpt_*.pt"))) == 2  # keep_checkpoints=2
     resumed = train(design, ck, resume=True)

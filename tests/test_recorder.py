@@ -171,7 +171,10 @@ def test_recorder_later_nan_is_a_status_not_an_error():
     with torch.no_grad():
         model.out.weight[0, 0] = math.nan
     rec.record(1, model)
-    assert not rec.finite and rec.trajectory().status == "non-finite loss or Grams at step 1"
+    traj = rec.trajectory()
+    assert (
+        not rec.finite and traj.status == "nonfinite" and traj.message == "non-finite loss or Grams at step 1"
+    )
 
 
 # -- PeakMonitor --------------------------------------------------------------------------------------------
@@ -270,8 +273,11 @@ def test_train_with_peak_monitor_keeps_peak_and_stops(tmp_path):
     # The W transient on a 3x3 design: semantic strength rises, peaks, then falls and the run stops.
     assert 0 < i < len(traj) - 3 and sem[i] > sem[0] + 0.2
     assert sem[-1] <= sem[i] - 0.2 * (sem[i] - sem[0])
-    assert traj.status == f"stopped at step {int(traj.ts[-1])} (collapse after the semantic peak at step " + (
-        f"{int(traj.ts[i])})"
+    assert traj.status == "ok"  # a requested stop: the message says why
+    assert (
+        traj.message
+        == f"stopped at step {int(traj.ts[-1])} (collapse after the semantic peak at step "
+        + (f"{int(traj.ts[i])})")
     )
     assert peak["peak_step"] == traj.ts[i] and peak["peak_value"] == pytest.approx(sem[i], rel=1e-12)
     assert peak["peaked"] and peak["collapsed"] and traj.ts[-1] < 200

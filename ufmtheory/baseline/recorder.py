@@ -429,24 +429,32 @@ class GramRecorder:
     def __len__(self) -> int:
         return len(self._snaps["ts"])
 
+    @property
     def status(self) -> str:
-        """``"ok"``, or the step of the first non-finite snapshot."""
-        if self._nonfinite_step is not None:
-            return f"non-finite loss or Grams at step {self._nonfinite_step}"
-        return "ok"
+        """``"ok"``, or ``"nonfinite"`` once a snapshot had a non-finite Gram or loss."""
+        return "ok" if self._nonfinite_step is None else "nonfinite"
+
+    @property
+    def message(self) -> str:
+        """The step of the first non-finite snapshot (empty when all are finite)."""
+        if self._nonfinite_step is None:
+            return ""
+        return f"non-finite loss or Grams at step {self._nonfinite_step}"
 
     def trajectory(
         self,
         *,
         status: str | None = None,
+        message: str | None = None,
         stats: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
         method: str = "recorder",
     ) -> Trajectory:
         """The snapshots so far as a :class:`~ufmtheory.trajectory.Trajectory` (``time_unit="step"``).
 
-        ``status`` defaults to :meth:`status`; ``stats`` gets ``n_evals`` (snapshots), ``wall_time_s``
-        (first to last snapshot), ``snapshot_time_s`` and the monitor's summary; ``meta`` the design.
+        ``status`` (a word of the shared status vocabulary) and ``message`` default to the recorder's
+        (:attr:`status`, :attr:`message`); ``stats`` gets ``n_evals`` (snapshots), ``wall_time_s`` (first
+        to last snapshot), ``snapshot_time_s`` and the monitor's summary; ``meta`` the design.
         """
         if not self._snaps["ts"]:
             raise ValueError("no snapshot recorded yet (call maybe_record(0, model) before training)")
@@ -463,7 +471,8 @@ class GramRecorder:
             gram_H=np.stack([np.asarray(g) for g in s["gram_H"]]),
             gram_W=np.stack([np.asarray(g) for g in s["gram_W"]]),
             loss=np.asarray([float(v) for v in s["loss"]], dtype=np.float64),
-            status=self.status() if status is None else status,
+            status=self.status if status is None else status,
+            message=(self.message if status is None else "") if message is None else message,
             stats={**base_stats, **(stats or {})},
             time_unit="step",
             method=method,

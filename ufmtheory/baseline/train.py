@@ -22,7 +22,7 @@ Checkpoints (``checkpoint_every`` > 0, ``checkpoint_dir``): ``ckpt_{step:09d}.pt
 optimiser, torch/numpy/python RNG states, the step and the snapshots so far, written atomically (temporary
 file + rename), also at the last step. ``resume=True`` continues from the newest one; on CPU the result is
 bit-identical to an uninterrupted run (batches are a pure function of the step; deterministic algorithms are
-switched on during training). ``stop_at`` ends a run early, as an interruption would (status says so).
+switched on during training). ``stop_at`` ends a run early, as an interruption would (the message says so).
 
 Example:
     >>> import ufmtheory as ut
@@ -196,7 +196,8 @@ def train(design: Design, config: TrainConfig | None = None, /, **overrides: Any
         A :class:`~ufmtheory.trajectory.Trajectory`: ``ts`` the snapshot steps, ``gram_H`` (T, m, m),
         ``gram_W`` (T, V, V), ``loss`` the full-data label loss; ``method`` the optimiser; ``stats`` wall
         times, tokens/s, parameter count; ``meta`` the design, configs and data summary. ``status`` is
-        ``"ok"``, or says why the run ended early (``stop_at``, non-finite loss).
+        ``"ok"`` (``message`` says so when the run ended early on request: ``stop_at``, the collapse with
+        ``stop_after_collapse``) or ``"nonfinite"`` (a non-finite loss or Gram; ``message`` names the step).
 
     Raises:
         ValueError: on a bad configuration, or when resuming from a checkpoint of a different run.
@@ -309,15 +310,16 @@ def _run(
         _write_checkpoint(ckpt_dir, payload, config.keep_checkpoints)
         timers["checkpoint"] += time.perf_counter() - t0
 
-    status = "ok"
+    # A requested early end (stop_at, collapse) keeps status "ok" and says so in the message.
+    status, message, done = "ok", "", False
     last_batch_loss = float("nan")
     if start == 0 and not snapshot(0):  # the first snapshot also validates shapes (errors before training)
-        status = "non-finite Grams or loss at step 0"
+        status, message, done = "nonfinite", "non-finite loss or Grams at step 0", True
     if start > 0 and start < config.steps and recorder.should_stop:
-        status = f"stopped at step {start} (collapse detected before this resumption)"
+        message, done = f"stopped at step {start} (collapse detected before this resumption)", True
     step = start
     model.train()
-    while status == "ok" and step < config.steps:
+    while not done and step < config.steps:
         t0 = time.perf_counter()
         if full_batch:
             tb, yb, wb = fb
@@ -335,8 +337,8 @@ def _run(
         if due or step == config.stop_at:
             last_batch_loss = float(loss.detach())
             if due and not snapshot(step):
-                status = f"non-finite loss or Grams at step {step}"
-        collapse_stop = status == "ok" and step < config.steps and recorder.should_stop
+                status, message, done = "nonfinite", f"non-finite loss or Grams at step {step}", True
+        collapse_stop = not done and step < config.steps and recorder.should_stop
         if (
             ckpt_dir is not None
             and config.checkpoint_every > 0
@@ -352,9 +354,10 @@ def _run(
             bar.update(1)
         if collapse_stop:
             assert monitor is not None
-            status = f"stopped at step {step} (collapse after the semantic peak at step {monitor.best_step})"
-        elif status == "ok" and config.stop_at is not None and step >= config.stop_at and step < config.steps:
-            status = f"stopped at step {step} (stop_at)"
+            message = f"stopped at step {step} (collapse after the semantic peak at step {monitor.best_step})"
+            done = True
+        elif not done and config.stop_at is not None and step >= config.stop_at and step < config.steps:
+            message, done = f"stopped at step {step} (stop_at)", True
     if bar is not None:
         bar.close()
 
@@ -395,7 +398,9 @@ def _run(
         "model": dataclasses.asdict(gpt_cfg),
         "data": data.summary(),
     }
-    return recorder.trajectory(status=status, stats=stats, meta=meta, method=f"gpt-{config.optimizer}")
+    return recorder.trajectory(
+        status=status, message=message, stats=stats, meta=meta, method=f"gpt-{config.optimizer}"
+    )
 
 
 def _write_peak(path: Path, monitor: PeakMonitor, gpt_cfg: GPTConfig) -> str:
