@@ -94,10 +94,12 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"ufm train: {design_label(design.summary())}, {traj.stats.get('steps_run')} steps in"
         f" {fmt(traj.stats.get('wall_time_s'))} s, final loss {fmt(traj.loss[-1])}, status {traj.status}"
+        + (f" ({traj.message})" if not traj.ok and getattr(traj, "message", "") else "")
     )
     for w, ph in phases.items():
         print(f"\n{w} ({'contexts' if w == 'H' else 'labels'}), optimiser steps:")
         print(ph.table())
     if out is not None:
         print(f"\nwrote {out}.npz and {out}.json")
-    return 0 if traj.ok and all(p.ok for p in phases.values()) else 1
+    # A short run may well end before the collapse: only the run itself decides the exit status.
+    return 0 if traj.ok else 1
