@@ -42,7 +42,6 @@ from typing import Any
 import numpy as np
 
 from ufmtheory._format import finite_or_none as _num
-from ufmtheory._format import format_number as _fmt
 from ufmtheory.analysis.compare import compare, run_status, same_clock_theory
 from ufmtheory.analysis.phases import PHASE_NAMES, detect_phases
 from ufmtheory.metrics import trajectory_metrics
@@ -70,8 +69,11 @@ QUANTITIES = tuple(f"{w} {p}" for w in ("W", "H") for p in PHASE_NAMES) + (
     "H peak height",
     "W final height",
     "H final height",
+    "W final etf_distance",
+    "H final etf_distance",
 )
-"""The predicted quantities: phase times (steps) and heights (semantic strength) of W and H."""
+"""The predicted quantities: phase times (steps), heights (semantic strength: peak and final) and the final
+ETF distance of W and H."""
 
 _DEFAULT_GRID = {
     # Normalised features depend on α and β only through α/β (N(c E X̃) = N(E X̃), so the loss as a function
@@ -459,6 +461,8 @@ def _quantities(traj: Trajectory, design: Any) -> dict[str, float | None]:
         out[f"{w} peak height"] = _num(ph.peak_strength)
         s = np.asarray(ph.curves.get("semantic_strength", [np.nan]), dtype=np.float64)
         out[f"{w} final height"] = _num(float(s[-1])) if s.size else None
+        e = np.asarray(ph.curves.get("etf_distance", [np.nan]), dtype=np.float64)
+        out[f"{w} final etf_distance"] = _num(float(e[-1])) if e.size else None
     return out
 
 
@@ -533,24 +537,31 @@ class Validation:
             "W etf_time",
             "W peak height",
             "H peak height",
+            "W final etf_distance",
+            "curve RMS W",
+            "curve RMS H",
         ),
     ) -> str:
-        """Markdown table: design × quantity, median predicted/measured ratio [min-max] over seeds."""
+        """Markdown table: design × quantity, median predicted/measured ratio [min-max] over seeds (the
+        ``curve RMS`` columns are RMS differences of the strength curves, not ratios)."""
         head = "| design | " + " | ".join(quantities) + " |"
         lines = [head, "|" + "---|" * (len(quantities) + 1)]
         for name, q in self.summary.items():
-            cells = [_cell(q.get(k, {})) for k in quantities]
+            cells = [_cell(q.get(k, {}), ratio=not k.startswith("curve RMS")) for k in quantities]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
 
-def _cell(s: dict[str, Any]) -> str:
+def _short(x: float) -> str:
+    return f"{x:.2f}" if 0.01 <= abs(x) < 1000 else f"{x:.1e}"
+
+
+def _cell(s: dict[str, Any], ratio: bool = True) -> str:
     if not s or s.get("n", 0) == 0:
-        miss = s.get("why", "n/a") if s else "n/a"
-        return miss
-    cell = f"×{_fmt(s['median'])}"
+        return s.get("why", "n/a") if s else "n/a"
+    cell = ("×" if ratio else "") + _short(s["median"])
     if s["n"] > 1:
-        cell += f" [{_fmt(s['min'])}–{_fmt(s['max'])}]"
+        cell += f" [{_short(s['min'])}–{_short(s['max'])}]"
     if s.get("missing"):
         cell += f" ({s['missing']} n/a)"
     return cell
@@ -642,6 +653,9 @@ def validate(
                     else "at step 0"
                 )
             q_summary[q] = s
+        for w in ("W", "H"):
+            # Not a ratio: the RMS difference of the strength curves on the same clock (0 is perfect).
+            q_summary[f"curve RMS {w}"] = _spread([r.get("curve_rms", {}).get(w) for r in design_rows])
         summary[name] = q_summary
     status = worst
     message = ""
