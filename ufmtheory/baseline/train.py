@@ -281,7 +281,7 @@ def _run(
     if config.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.steps, initial=start, desc=f"GPT {design.kind}", unit="step")
+        bar = tqdm(total=config.steps, initial=start, desc=f"GPT {design.summary()['kind']}", unit="step")
 
     def snapshot(step: int) -> bool:
         recorder.record(step, model)
