@@ -416,6 +416,8 @@ def test_hf_callback_records_grams_equal_to_manual_and_resumes(hf, tmp_path):
     assert again.ts.tolist() == traj.ts.tolist()
     np.testing.assert_array_equal(again.gram_W[:4], traj.gram_W[:4])
     np.testing.assert_allclose(again.gram_W[4], traj.gram_W[4], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="new recorder"):  # a fresh run must not append to an old one
+        _trainer(hf, _gpt2(hf, ds), ds, tmp_path / "again", 2, [cb]).train()
 
 
 def test_hf_bad_input_before_training(hf, tmp_path):

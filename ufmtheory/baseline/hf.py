@@ -244,16 +244,27 @@ class GramCallback(TrainerCallback):
         step = int(state.global_step)
         rec = self.recorder
         self.config = self._config(args)
-        if step > 0 and (not len(rec) or rec.steps_recorded[-1] < step):
+        last = rec.steps_recorded[-1] if len(rec) else None
+        if step == 0 and last is not None:
+            raise ValueError(
+                f"the recorder already holds snapshots up to step {last}: use a new recorder for a new run"
+            )
+        if step > 0:
+            # Resuming from checkpoint-N: the snapshots saved there are the truth (the in-memory recorder may
+            # be empty, or ahead of the checkpoint when an earlier one is resumed).
             path = Path(args.output_dir) / f"checkpoint-{step}" / RECORDER_FILE
-            if not path.is_file():
+            if path.is_file():
+                try:
+                    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+                except Exception as exc:  # truncated or corrupted file
+                    raise ValueError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from exc
+                rec.load_state_dict(state_dict)
+                if rec.steps_recorded[-1] > step:
+                    raise ValueError(f"{path} holds snapshots after step {step}")
+            elif last is None or last > step:
                 raise ValueError(
                     f"resuming at step {step} but {path} is missing: the Gram snapshots before it are lost"
                 )
-            rec.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            kept = [s for s in rec.steps_recorded if s <= step]
-            if len(kept) != len(rec):
-                raise ValueError(f"{path} holds snapshots after step {step}")
         if not len(rec):
             rec.check(model)  # shapes, NaN, vocabulary: an error before the first optimiser step
         rec.maybe_record(step, model)
