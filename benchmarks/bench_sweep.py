@@ -11,8 +11,9 @@ What it measures (DESIGN.md, "Performance expectations": side by side in one run
    of each (target ≥ 1.7×). Executors are started and warmed before the clock starts (every worker has
    imported the package and compiled the 4×4 reduced equations, a one-off ~2 s per process); the start-up
    is timed separately.
-2. **Scheduler overhead per point**: the same 20×20 sweep of a function that does nothing (``{"y": alpha}``), 2
-   workers, per executor and for ``executor="serial"``: wall time / points (target ≤ 20 ms).
+2. **Scheduler overhead per point**: the same 20×20 sweep of a function that does nothing
+   (``{"y": alpha}``), 2 workers, per executor and for ``executor="serial"``: wall time / points (target
+   ≤ 20 ms), after a 2×2 warm-up sweep (first-call imports are not overhead).
 3. **Peak memory**: the largest summed RSS of this process and all its children (psutil, sampled every
    0.1 s) during each run.
 4. **Identical results**: every numeric output and the end states of the four phase-diagram runs compared
