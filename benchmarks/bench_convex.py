@@ -3,7 +3,7 @@
 Problem: the balanced one-hot design ``factorial((n,))`` (m = V = n), where the optimum is known in closed
 form (the centred-support proxy is exact there): ``L* = I - 11ᵀ/n`` with ``‖L*‖_* = n - 1``. Each installed
 solver (CLARABEL, SCS) runs at n = 25, 50, 100, 200 with the package's explicit tolerances (CLARABEL
-``tol_* = 1e-8``; SCS ``eps_abs = eps_rel = 1e-8``, ``max_iters = 200000``) and ``strict=False`` so that a
+``tol_* = 1e-8``; SCS ``eps_abs = eps_rel = 1e-8``, ``max_iters = 200000``) and ```` so that a
 non-optimal status is recorded rather than raised.
 
 Measured: wall time (cvxpy build + solve), status, ``|objective - (n-1)|`` and ``max |L - L*|``. A combination
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import ufmtheory as ut
-from ufmtheory.programs import max_margin as svm
+from ufmtheory import programs as svm
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_convex.json"
 
@@ -52,7 +52,7 @@ def run_one(n: int, solver: str) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = time.perf_counter()
-        res = svm.nn_svm(d, solver=solver, strict=False)
+        res = svm.nn_svm(d, solver=solver)
         wall = time.perf_counter() - start
     finite = bool(np.all(np.isfinite(res.solution)))
     return {

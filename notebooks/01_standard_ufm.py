@@ -68,7 +68,7 @@ print(eq.kind, {k: round(v, 4) for k, v in eq.stats.items()})
 init = ut.init.small(problem, 1e-2, seed=0)
 traj = ut.gradient_flow(problem, 1e4, init=init)
 print(traj)
-print({k: traj.stats[k] for k in ("evaluations", "wall_time")})
+print({k: traj.stats[k] for k in ("n_evals", "wall_time_s")})
 
 # %% [markdown]
 # Centred cosine Grams $\hat G$ of the context features $H^\top H$ at several times. From $u_0 = 10^{-2}$ the
@@ -131,7 +131,7 @@ def etf_amplitude(grams):
 u_flow = etf_amplitude(traj_al.gram_H)
 u_exact = ut.etf_mode_u(traj_al.ts, K, u0)
 rel = np.abs(u_flow - u_exact) / u_exact
-print(f"{traj_al.stats['evaluations']} gradient evaluations to t = 1e8")
+print(f"{traj_al.stats['n_evals']} gradient evaluations to t = 1e8")
 print(f"max relative error of u(t) against etf_mode_u: {rel.max():.2e}")
 print(f"max distance of HᵀH from u C_K: {np.abs(traj_al.gram_H - u_flow[:, None, None] * C).max():.2e}")
 
@@ -166,7 +166,7 @@ print(f"u(1e4) = {u_end:.8f}   ln(1/λ - K + 1) = {np.log(1 / lam - K + 1):.8f} 
 # %%
 traj_free = ut.gradient_flow(free, 1e8, init=ut.init.small(free, 1e-2, seed=0))
 print(traj_free)
-print(f"{traj_free.stats['evaluations']} gradient evaluations, {traj_free.stats['wall_time']:.2f} s")
+print(f"{traj_free.stats['n_evals']} gradient evaluations, {traj_free.stats['wall_time_s']:.2f} s")
 
 u_free = np.trace(traj_free.gram_H, axis1=1, axis2=2) / (K - 1)  # mean squared centred scale
 dist_free = traj_free.metrics(design)["etf_distance"]

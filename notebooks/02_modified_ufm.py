@@ -64,7 +64,7 @@ runs = {}
 for name, prob in (("standard", standard), ("modified", modified)):
     start = time.perf_counter()
     runs[name] = ut.gradient_flow(prob, t1, init=ut.init.small(prob, 1e-2, seed=0))
-    print(f"{name:9s} {runs[name].status}  {runs[name].stats['evaluations']} evaluations"
+    print(f"{name:9s} {runs[name].status}  {runs[name].stats['n_evals']} evaluations"
           f"  {time.perf_counter() - start:.2f} s")
 
 # %% [markdown]
@@ -96,9 +96,9 @@ for name, ph in detected.items():
 # escape rate from the semantic saddle.
 
 # %%
-predicted = {w: predict_phases(modified, which=w, init_scale=1e-3) for w in ("H", "W")}
+predicted = {w: predict_phases(modified, which=w, scale=1e-6) for w in ("H", "W")}
 for w, ph in predicted.items():
-    print(f"--- {w} ({ph.method}, t1 = {ph.stats['t1']:.0e}, {ph.stats['wall_time']:.2f} s) ---")
+    print(f"--- {w} ({ph.method}, t1 = {ph.stats['t1']:.0e}, {ph.stats['wall_time_s']:.2f} s) ---")
     print(ph.table())
 est = predicted["H"].estimates
 print({k: est[k] for k in ("kappa_attr", "kappa_free", "l0", "mu", "mu_source")})
@@ -153,7 +153,7 @@ init = ref.stats["init"]
 start = time.perf_counter()
 full = ut.gradient_flow(modified, ref.stats["t1"], init=aligned_full_init(modified, init["w0"], init["h0"]),
                         saveat=ref.curves["ts"])
-print(f"full flow: {full.status}, {full.stats['evaluations']} evaluations, {time.perf_counter() - start:.2f} s")
+print(f"full flow: {full.status}, {full.stats['n_evals']} evaluations, {time.perf_counter() - start:.2f} s")
 err = np.abs(np.asarray(ref.trajectory.gram_H) - full.gram_H).max() / np.abs(full.gram_H).max()
 print(f"max |Δ HᵀH| / max |HᵀH| = {err:.1e}")
 for w in ("H", "W"):

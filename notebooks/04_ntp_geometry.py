@@ -29,7 +29,7 @@
 import numpy as np
 
 import ufmtheory as ut
-from ufmtheory.programs import max_margin as svm
+from ufmtheory import programs as svm
 from ufmtheory.designs import Design
 
 

@@ -218,7 +218,7 @@ def test_gradient_descent_divergence_reports_failure():
     prob = ut.UFM(ut.designs.factorial((3,)), dim=3, lam_W=1.0, lam_H=1.0)
     with np.errstate(all="ignore"):
         tr = ut.gradient_descent(prob, 1e3, 500, init=ut.init.small(prob, 1.0), saveat=50)
-    assert tr.status.startswith("failed") and "step" in tr.status
+    assert tr.status == "nonfinite" and "step" in tr.message
     assert tr.ts[-1] < 500 * 1e3 and np.all(np.isfinite(tr.ts))
 
 
@@ -258,7 +258,7 @@ def test_unregularised_flow_to_1e8_grows_like_log_t():
     assert 0.9 < slope < 1.25, slope
     ratio = tr.loss[late][-1] * tr.ts[-1] * 2 * u[-1] / (K - 1)
     assert 0.8 < ratio < 1.3, ratio
-    assert tr.stats["evaluations"] < 20_000  # log-time integration: cost grows with ln t, not t
+    assert tr.stats["n_evals"] < 20_000  # log-time integration: cost grows with ln t, not t
 
 
 def test_default_flow_cost_grows_slowly_with_t1_on_soft_labels():
@@ -269,11 +269,11 @@ def test_default_flow_cost_grows_slowly_with_t1_on_soft_labels():
     init = ut.init.small(prob, 1e-2, seed=0)
     short = ut.gradient_flow(prob, 1e3, init=init, saveat=5)
     long = ut.gradient_flow(prob, 1e4, init=init, saveat=5)
-    assert long.stats["evaluations"] < 2 * short.stats["evaluations"]
+    assert long.stats["n_evals"] < 2 * short.stats["n_evals"]
     assert long.method == "LSODA"
     explicit_short = ut.gradient_flow(prob, 1e3, init=init, saveat=5, method="DOP853")
     explicit_long = ut.gradient_flow(prob, 1e4, init=init, saveat=5, method="DOP853")
-    assert explicit_long.stats["evaluations"] > 4 * explicit_short.stats["evaluations"]
+    assert explicit_long.stats["n_evals"] > 4 * explicit_short.stats["n_evals"]
 
 
 def test_log_time_and_linear_time_agree():
@@ -314,10 +314,10 @@ def test_flow_result_fields_and_default_grid():
     np.testing.assert_allclose(dflt.gram_H[0], H_default.T @ H_default)
 
 
-def test_max_evals_stops_with_failed_status():
+def test_max_evals_stops_with_max_evals_status():
     prob = ut.UFM(ut.designs.factorial((3,)), dim=3)
     tr = ut.gradient_flow(prob, 1e6, init=ut.init.small(prob, 0.1), max_evals=50)
-    assert tr.status.startswith("failed") and "max_evals" in tr.status
+    assert tr.status == "max_evals" and "max_evals" in tr.message
     assert len(tr) >= 1 and tr.gram_H.shape[1:] == (3, 3)
 
 
@@ -372,5 +372,5 @@ def test_gradient_descent_bad_input_raises_naming_the_argument():
     ]
     for override, name in cases:
         kwargs = {"lr": 0.1, "steps": 10, "init": good, **override}
-        with pytest.raises(ValueError, match=name):
+        with pytest.raises((ValueError, TypeError), match=name):
             ut.gradient_descent(prob, kwargs.pop("lr"), kwargs.pop("steps"), **kwargs)

@@ -74,14 +74,14 @@ def test_linear_rates_limits():
     assert linear.growth_rate(4.0, 9) == pytest.approx(2 * 2.0 / 9, rel=1e-15)  # 2 sqrt(κ)/K
     assert linear.linear_rates(4.0, 9) == pytest.approx(4 / 9, rel=1e-15)
     # Ridge on E and on W shifts the balanced rate down by 2λ exactly when κ = 1.
-    assert linear.linear_rates(1.0, 9, lam_W=0.01, lam_reg=0.01) == pytest.approx(2 / 9 - 0.02)
-    assert linear.linear_rates(4.0, 9, lam_reg=0.01, ridge="H") < linear.linear_rates(4.0, 9, lam_reg=0.01)
+    assert linear.linear_rates(1.0, 9, lam_W=0.01, lam_X=0.01) == pytest.approx(2 / 9 - 0.02)
+    assert linear.linear_rates(4.0, 9, lam_X=0.01, ridge="H") < linear.linear_rates(4.0, 9, lam_X=0.01)
 
 
 def test_saxe_mode_solves_its_ode():
     kappa, K, l0, lam = 3.0, 6, 1e-3, 0.01
     ts = np.linspace(0, 80, 2001)
-    ell = linear.saxe_mode(ts, kappa, K, l0, lam)
+    ell = linear.saxe_mode(ts, kappa, K, l0, lam_WX=lam)
     rhs = 2 * ell * (np.sqrt(kappa) * (1 - ell / K) / K - lam)
     # Central differences (interior points) against the right-hand side.
     np.testing.assert_allclose(np.gradient(ell, ts)[1:-1], rhs[1:-1], rtol=2e-3, atol=1e-6)

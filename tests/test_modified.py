@@ -123,19 +123,18 @@ def test_bad_input_names_the_argument(kwargs, match):
 
 
 @pytest.mark.parametrize("normalize", [None, 2.0])
-def test_aligned_init_gives_the_ufm_aligned_features(normalize):
-    """init.aligned on a ModifiedUFM: E X̃ reproduces the UFM's aligned H (built here from C_K), so
-    HᵀH = u0 C_K (up to the normalisation radius)."""
+def test_aligned_init_is_balanced_for_the_modified_flow(normalize):
+    """init.aligned on a ModifiedUFM: W Wᵀ = u0 C_K, the raw features carry the kernel, HᵀH = u0 C_K K_x
+    (the reduced flow's h_S = sqrt(κ_S) w_S, up to the normalisation radius), and WᵀW = EEᵀ (balanced)."""
     design = ut.designs.factorial((3, 2))
     K, u0 = design.m, 0.3
     prob = ut.ModifiedUFM(design, dim=K + 1, alpha=0.8, beta=0.6, normalize=normalize)
     params = ut.init.aligned(prob, u0)
     C = np.eye(K) - 1.0 / K
+    X_tilde = np.vstack([0.8 * design.X, 0.6 * np.eye(K)])
+    CK = C @ X_tilde.T @ X_tilde
     gram_H, gram_W = prob.grams(params)
-    expected = u0 * C if normalize is None else normalize**2 * C / C[0, 0]
+    expected = u0 * CK if normalize is None else normalize**2 * CK / CK[0, 0]
     np.testing.assert_allclose(gram_H, expected, atol=1e-12)
     np.testing.assert_allclose(gram_W, u0 * C, atol=1e-12)
-    X_tilde = np.vstack([0.8 * design.X, 0.6 * np.eye(K)])
-    np.testing.assert_allclose(
-        params["E"] @ X_tilde, ut.init.aligned(ut.UFM(design, dim=K + 1), u0)["H"], atol=1e-12
-    )
+    np.testing.assert_allclose(params["W"].T @ params["W"], params["E"] @ params["E"].T, atol=1e-12)

@@ -282,4 +282,4 @@ def test_million_contexts(kw: dict) -> None:
     small = reduced_solve(rp, 10.0, saveat=3).trajectory
     assert small.structured and len(small) == 4
     with pytest.raises(ValueError, match="structured"):  # dense Grams of K = 10⁶ cannot be built
-        reduced_solve(rp, 10.0, saveat=3, structured=False).trajectory
+        reduced_solve(rp, 10.0, saveat=3, structured=False)

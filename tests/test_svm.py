@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 import sys
-import warnings
 
 import numpy as np
 import pytest
 
 import ufmtheory as ut
+from ufmtheory import programs as svm
+from ufmtheory._results import SolverError
 from ufmtheory.designs import Design
-from ufmtheory.programs import max_margin as svm
 
 
 def one_hot(counts: list[int]) -> Design:
@@ -45,7 +45,7 @@ def test_balanced_one_hot_is_etf(K: int) -> None:
     d = ut.designs.factorial((K,))
     expected = np.eye(K) - 1.0 / K  # margins 1, nuclear norm K - 1
     for res in (svm.nn_svm(d), svm.uf_svm(d), svm.uf_svm(d, reduce=False)):
-        assert res.status == "optimal"
+        assert res.status == "ok"
         assert res.objective == pytest.approx(K - 1, abs=1e-6)
         np.testing.assert_allclose(res.solution, expected, atol=1e-6)
         # Grams: U Σ Uᵀ and V Σ Vᵀ of C_K are C_K itself (the ETF up to scale)
@@ -112,14 +112,14 @@ def test_imbalanced_uf_svm_is_sel_and_departs_from_etf() -> None:
 def test_full_support_context_is_handled() -> None:
     P = np.array([[0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.0, 0.0, 1.0]])
     res = svm.nn_svm(P)
-    assert res.status == "optimal"
+    assert res.status == "ok"
     assert res.stats["full_support_contexts"] == 1
     row = res.solution[1]
     assert np.ptp(row) < 1e-6  # equalities only: a constant row
     assert res.stats["min_margin"] >= 1 - 1e-6
     # every context with full support: nothing to separate, L = 0 without a solve
     zero = svm.nn_svm(np.full((2, 3), 1 / 3))
-    assert zero.objective == 0.0 and zero.solver == "none" and zero.status == "optimal"
+    assert zero.objective == 0.0 and zero.solver == "none" and zero.status == "ok"
     assert svm.centred_support_proxy(np.full((2, 3), 1 / 3)).objective == pytest.approx(0.0, abs=1e-12)
 
 
@@ -139,13 +139,10 @@ def test_solver_choice_and_non_optimal_status() -> None:
     assert svm.choose_solver(50, 50) == "SCS"
     assert svm.choose_solver(50, 50, "clarabel") == "CLARABEL"
     P = cyclic(8, 3)
-    with pytest.raises(RuntimeError, match="status"):
-        svm.nn_svm(P, solver="SCS", solver_options={"max_iters": 5})
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        res = svm.nn_svm(P, solver="SCS", solver_options={"max_iters": 5}, strict=False)
-    assert res.status != "optimal"
-    assert any("status" in str(w.message) for w in rec)
+    with pytest.raises(SolverError, match="status"):
+        svm.nn_svm(P, solver="SCS", solver_options={"max_iters": 5}, throw=True)
+    res = svm.nn_svm(P, solver="SCS", solver_options={"max_iters": 5})
+    assert res.status != "ok" and not res.ok and "status" in res.message
 
 
 @pytest.mark.parametrize(
@@ -173,7 +170,7 @@ def test_malformed_inputs_raise() -> None:
     with pytest.raises(TypeError):
         svm.nn_svm("abc")
     with pytest.raises(ValueError, match="shape"):
-        svm.margins(np.zeros((2, 3)), np.ones((3, 2)))
+        svm.support_margins(np.zeros((2, 3)), np.ones((3, 2)))
     opt = svm.nn_svm(ut.designs.factorial((3,)))
     with pytest.raises(ValueError, match="shape"):
         svm.proxy_gap(ut.designs.factorial((4,)), optimum=opt)
@@ -234,6 +231,6 @@ def test_path_soft_labels_match_log_odds() -> None:
 def test_import_stays_cvxpy_free() -> None:
     import subprocess
 
-    code = "import sys, ufmtheory, ufmtheory.programs.max_margin; print('cvxpy' in sys.modules)"
+    code = "import sys, ufmtheory.programs.proxies; print('cvxpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -46,7 +46,6 @@ from ufmtheory.solvers import (
     init,
     linear,
     optimize,
-    reduced_flow,
     reduced_solve,
 )
 from ufmtheory.trajectory import Trajectory, log_grid
@@ -74,7 +73,6 @@ __all__ = [
     "gradient_descent",
     "optimize",
     "reduced_solve",
-    "reduced_flow",
     "ReducedProblem",
     "ReducedSolution",
     "aligned_full_init",

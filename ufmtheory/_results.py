@@ -104,11 +104,18 @@ def make_stats(n_evals: int | None, wall_time_s: float | None, **extra: Any) -> 
 def split_legacy_status(text: str) -> tuple[str, str]:
     """``(status, message)`` from a pre-0.2 free-text status (``"ok"``, ``"failed: ..."``, ``"optimal"``).
 
+    Used to read files written before 0.2 and by callers that still build a status sentence: a text that
+    names an evaluation cap becomes ``"max_evals"``, one that names a non-finite value ``"nonfinite"``, a
+    requested early stop (``"stopped at step ..."``) ``"ok"``; any other text is ``"failed"`` with the text
+    as its message.
+
     Example:
         >>> split_legacy_status("failed: max_evals=10 gradient evaluations reached")
-        ('failed', 'max_evals=10 gradient evaluations reached')
+        ('max_evals', 'max_evals=10 gradient evaluations reached')
         >>> split_legacy_status("optimal_inaccurate")
         ('inaccurate', '')
+        >>> split_legacy_status("non-finite loss or Grams at step 3")
+        ('nonfinite', 'non-finite loss or Grams at step 3')
     """
     if text in STATUSES:
         return text, ""
@@ -117,9 +124,17 @@ def split_legacy_status(text: str) -> tuple[str, str]:
     if text == "optimal_inaccurate":
         return "inaccurate", ""
     head, sep, rest = text.partition(":")
-    if sep and head.strip() in STATUSES:
+    if sep and head.strip() in STATUSES and head.strip() != "failed":
         return head.strip(), rest.strip()
-    return "failed", text
+    message = rest.strip() if sep and head.strip() == "failed" else text
+    low = message.lower()
+    if "max_evals" in low:
+        return "max_evals", message
+    if "non-finite" in low or "nonfinite" in low:
+        return "nonfinite", message
+    if low.startswith("stopped at step"):
+        return "ok", message
+    return "failed", message
 
 
 class ResultMixin:

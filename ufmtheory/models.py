@@ -20,10 +20,11 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ufmtheory import _validate
 from ufmtheory.designs import Design
 
 __all__ = [
@@ -31,8 +32,7 @@ __all__ = [
     "ModifiedUFM",
     "cross_entropy_and_grads",
     "log_softmax_columns",
-    "check_nonnegative",
-    "check_dim",
+    "Problem",
 ]
 
 
@@ -64,23 +64,37 @@ def cross_entropy_and_grads(
     return loss, (G @ H.T, W.T @ G)
 
 
-def check_nonnegative(name: str, value: Any) -> float:
-    """Return ``value`` as a float, raising a ValueError naming ``name`` unless it is finite and >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value}")
-    return value
+@runtime_checkable
+class Problem(Protocol):
+    """What the solvers need from a problem (:class:`UFM`, :class:`ModifiedUFM` or your own).
 
+    Attributes:
+        design: the co-occurrence design.
+        dim: feature dimension d.
+        param_shapes: ``{block: shape}`` in packing order.
+        n_params: total number of parameters.
+    """
 
-def check_dim(value: Any) -> int:
-    """Validate a feature dimension (integer >= 1)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"dim must be an integer, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"dim must be >= 1, got {value}")
-    return int(value)
+    design: Design
+    dim: int
+
+    @property
+    def param_shapes(self) -> dict[str, tuple[int, ...]]: ...
+
+    @property
+    def n_params(self) -> int: ...
+
+    def pack(self, params: dict[str, np.ndarray]) -> np.ndarray: ...
+
+    def unpack(self, theta: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def grams(self, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def loss(self, params: dict[str, np.ndarray]) -> float: ...
+
+    def flat_loss_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,9 +124,9 @@ class UFM:
     def __post_init__(self) -> None:
         if not isinstance(self.design, Design):
             raise TypeError(f"design must be a ufmtheory Design, got {type(self.design).__name__}")
-        object.__setattr__(self, "dim", check_dim(self.dim))
-        object.__setattr__(self, "lam_W", check_nonnegative("lam_W", self.lam_W))
-        object.__setattr__(self, "lam_H", check_nonnegative("lam_H", self.lam_H))
+        object.__setattr__(self, "dim", _validate.integer("dim", self.dim, low=1))
+        object.__setattr__(self, "lam_W", _validate.nonnegative("lam_W", self.lam_W))
+        object.__setattr__(self, "lam_H", _validate.nonnegative("lam_H", self.lam_H))
 
     # -- parameter blocks ----------------------------------------------------------------------------
     @property
@@ -258,9 +272,9 @@ class ModifiedUFM(UFM):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "alpha", check_nonnegative("alpha", self.alpha))
-        object.__setattr__(self, "beta", check_nonnegative("beta", self.beta))
-        object.__setattr__(self, "lam_E", check_nonnegative("lam_E", self.lam_E))
+        object.__setattr__(self, "alpha", _validate.real("alpha", self.alpha, low=0.0, high=1e100))
+        object.__setattr__(self, "beta", _validate.real("beta", self.beta, low=0.0, high=1e100))
+        object.__setattr__(self, "lam_E", _validate.nonnegative("lam_E", self.lam_E))
         if self.alpha == 0 and self.beta == 0:
             raise ValueError("alpha and beta must not both be 0 (the features would be identically zero)")
         if self.ridge not in ("H", "E"):
@@ -270,10 +284,7 @@ class ModifiedUFM(UFM):
         if self.ridge == "E" and self.lam_H:
             raise ValueError("lam_H must be 0 when ridge='E' (the ridge sits on the embeddings; use lam_E)")
         if self.normalize is not None:
-            r = check_nonnegative("normalize", self.normalize)
-            if r == 0:
-                raise ValueError("normalize must be None or a radius > 0")
-            object.__setattr__(self, "normalize", r)
+            object.__setattr__(self, "normalize", _validate.positive("normalize", self.normalize))
 
     @functools.cached_property
     def X_tilde(self) -> np.ndarray:

@@ -147,17 +147,36 @@ class AssociationScheme:
             return {"kind": "factorial", "sizes": list(self.params["sizes"])}
         return {"kind": "hierarchical", "depth": self.params["depth"], "branching": self.params["branching"]}
 
-    def attribute_labels(self) -> tuple[int, ...]:
-        """Indices of the projectors spanning the design's centred attribute subspace.
+    @property
+    def attribute_mask(self) -> np.ndarray:
+        """(n_S,) True on the modes spanning the design's centred attribute subspace.
 
         Factorial: the main effects ``{f}`` (the attribute code has one indicator per factor value).
         Hierarchy: levels ``1..D-1`` (attributes are the internal nodes below the root); none when D = 1.
         Their sum is :func:`ufmtheory.metrics.attribute_projector` of the design's ``X``.
         """
         if self.kind == "factorial":
-            return tuple(i for i, S in enumerate(self.labels) if len(S) == 1)
+            return np.array([len(S) == 1 for S in self.labels])
         D = self.params["depth"]
-        return tuple(i for i, lvl in enumerate(self.labels) if 1 <= lvl <= D - 1)
+        return np.array([1 <= lvl <= D - 1 for lvl in self.labels])
+
+    @property
+    def free_mask(self) -> np.ndarray:
+        """(n_S,) True on the per-context-only ("free") modes, whose kernel eigenvalue is ``β²`` for every α:
+        factorial interactions (``|S| >= 2``) and the leaf level of a hierarchy. The trivial mode (``∅`` /
+        level 0) is in neither mask.
+
+        Example:
+            >>> factorial_scheme((2, 2, 2)).free_mask.astype(int).tolist()
+            [0, 0, 0, 1, 0, 1, 1, 1]
+        """
+        if self.kind == "factorial":
+            return np.array([len(S) >= 2 for S in self.labels])
+        return np.array([lvl == self.params["depth"] for lvl in self.labels])
+
+    def attribute_labels(self) -> tuple[int, ...]:
+        """Indices of the modes of :attr:`attribute_mask` (the projectors spanning the attribute subspace)."""
+        return tuple(int(i) for i in np.flatnonzero(self.attribute_mask))
 
     def shared_attributes(self) -> np.ndarray:
         """(n_r,) number of attributes shared by two contexts in relation ``r``: the design's ``XᵀX``.

@@ -41,13 +41,20 @@ from typing import Any
 
 import numpy as np
 
+from ufmtheory import _validate
 from ufmtheory._format import finite_or_none as _num
 from ufmtheory._format import format_number as _fmt
 from ufmtheory._format import to_jsonable
+from ufmtheory._results import ResultMixin, make_stats
 from ufmtheory.algebra.schemes import AssociationScheme, scheme
+from ufmtheory.equilibria import semantic_saddle
 from ufmtheory.metrics import phase_times, trajectory_metrics
-from ufmtheory.models import UFM, ModifiedUFM, check_nonnegative
-from ufmtheory.solvers.reduced import ReducedProblem, aligned_full_init, reduced_solve
+from ufmtheory.models import UFM, ModifiedUFM
+from ufmtheory.solvers._frontend import DEFAULT_SCALE
+from ufmtheory.solvers.flow import gradient_flow
+from ufmtheory.solvers.init import small
+from ufmtheory.solvers.linear import linear_rates, semantic_time
+from ufmtheory.solvers.reduced import ReducedProblem, aligned_full_init, initial_coefficients, reduced_solve
 from ufmtheory.trajectory import Trajectory, log_grid
 
 __all__ = [
@@ -65,8 +72,8 @@ _MIN_STRENGTH = 1e-8
 
 
 # -- result ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class Phases:
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Phases(ResultMixin):
     """Phase times of one semantic-strength / ETF-distance curve pair.
 
     Attributes:
@@ -85,8 +92,11 @@ class Phases:
             ``t_col``, ``kappa_attr``, ``kappa_free``, ``l0``, ``growth_rate``, ``mu``, ``delta_sem``,
             ``delta_end``, ... (``None`` where not applicable).
         etf_tol: the ETF-distance tolerance used.
-        status: ``"ok"`` or why a time is missing (e.g. ``"no collapse up to t = 1e12"``).
-        stats: run statistics (``t1``, ``saved``, ``attempts``, ``wall_time``, initial coefficients, ...).
+        status: ``"ok"``; the solver's status when the run failed; ``"nonfinite"`` (no finite strength);
+            ``"failed"`` when a phase time is missing (``message``: e.g. ``"no collapse up to t = 1e12"``).
+        message: why (the status's fixed message when ok).
+        stats: ``n_evals``, ``wall_time_s``, and run statistics (``t1``, ``saved``, ``attempts``, initial
+            coefficients, ...).
         curves: ``{"ts", "semantic_strength", "etf_distance"}``: (T,) arrays the times were read from.
         trajectory: the trajectory behind a prediction (``None`` for detected phases).
     """
@@ -102,6 +112,7 @@ class Phases:
     estimates: dict[str, Any] = field(default_factory=dict)
     etf_tol: float = 0.05
     status: str = "ok"
+    message: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
     curves: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     trajectory: Trajectory | None = field(default=None, repr=False)
@@ -111,10 +122,7 @@ class Phases:
             raise ValueError(f"which must be 'H' or 'W', got {self.which!r}")
         if self.time_unit not in ("gf", "step"):
             raise ValueError(f"time_unit must be 'gf' or 'step', got {self.time_unit!r}")
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+        self._check_result()
 
     @property
     def times(self) -> dict[str, float | None]:
@@ -136,6 +144,7 @@ class Phases:
             "time_unit": self.time_unit,
             "etf_tol": self.etf_tol,
             "status": self.status,
+            "message": self.message,
             "estimates": to_jsonable(self.estimates),
             "stats": to_jsonable(self.stats),
         }
@@ -171,7 +180,7 @@ def _check_which(which: str) -> None:
 
 
 def _check_tol(etf_tol: Any) -> float:
-    etf_tol = check_nonnegative("etf_tol", etf_tol)
+    etf_tol = _validate.nonnegative("etf_tol", etf_tol)
     if etf_tol == 0:
         raise ValueError("etf_tol must be > 0")
     return etf_tol
@@ -214,7 +223,7 @@ def detect_phases(
     _check_which(which)
     etf_tol = _check_tol(etf_tol)
     if isinstance(design, AssociationScheme):
-        if not _mode_masks(design)[0].any():
+        if not design.attribute_mask.any():
             raise ValueError("detect_phases needs a scheme with attribute modes to measure semantics")
     elif design is None or getattr(design, "p", 0) == 0:
         raise ValueError("detect_phases needs a design with latent attributes (p > 0) to measure semantics")
@@ -223,7 +232,8 @@ def detect_phases(
     m = trajectory_metrics(trajectory, design, which=which)
     ts, strength, etf = m["ts"], m["semantic_strength"], m["etf_distance"]
     out = _phases_from_curves(ts, strength, etf, etf_tol, min_strength)
-    status = "ok" if trajectory.ok else f"trajectory: {trajectory.status}"
+    start = time.perf_counter()
+    status, message = trajectory.status, "" if trajectory.ok else f"trajectory: {trajectory.message}"
     return Phases(
         onset=out["onset"],
         peak=out["peak"],
@@ -235,28 +245,16 @@ def detect_phases(
         time_unit=trajectory.time_unit,
         etf_tol=etf_tol,
         status=status,
-        stats={"saved": len(trajectory), "t_end": float(ts[-1]), "trajectory_status": trajectory.status},
+        message=message,
+        stats=make_stats(
+            0,
+            time.perf_counter() - start,
+            saved=len(trajectory),
+            t_end=float(ts[-1]),
+            trajectory_status=trajectory.status,
+        ),
         curves={"ts": ts, "semantic_strength": strength, "etf_distance": etf},
     )
-
-
-# -- modes of a scheme ------------------------------------------------------------------------------------
-def _mode_masks(sch: AssociationScheme) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks ``(attr, free)`` over ``sch.labels``.
-
-    ``attr``: the modes spanning the centred attribute indicators (factorial: main effects ``{f}``;
-    hierarchical: levels ``1..D-1``), whose sum is :func:`ufmtheory.metrics.attribute_projector` of the
-    design. ``free``: the modes only the per-context channel reaches (factorial: interactions ``|S| >= 2``;
-    hierarchical: the leaf level ``D``). The trivial mode (``∅`` / level 0) is in neither.
-    """
-    if sch.kind == "factorial":
-        attr = np.array([len(S) == 1 for S in sch.labels])
-        free = np.array([len(S) >= 2 for S in sch.labels])
-    else:
-        D = sch.params["depth"]
-        attr = np.array([1 <= level <= D - 1 for level in sch.labels])
-        free = np.array([level == D for level in sch.labels])
-    return attr, free
 
 
 # -- the semantic saddle and the closed-form estimates ----------------------------------------------------
@@ -265,97 +263,40 @@ def _reduced(rp: ReducedProblem, t1: float, **kwargs: Any) -> Any:
     return reduced_solve(rp, t1, structured=True, **kwargs)
 
 
-def _escape_matrix(rp: ReducedProblem, g: float, kappa: float) -> np.ndarray:
-    """Linearisation of one mode's ``(w_S, h_S)`` at a point where that mode is 0 and ``g_S = g``."""
-    damp_h = kappa * rp.lam_X if rp.ridge == "H" else rp.lam_X
-    return np.array([[-rp.lam_W, g], [kappa * g, -damp_h]])
-
-
-def _saddle_here(rp: ReducedProblem, init_scale: float) -> dict[str, Any] | None:
-    """The semantic saddle from the reduced ODE, for schemes ``equilibria.semantic_saddle`` refuses.
-
-    The free (interaction / leaf) modes vanish on an invariant subspace; inside it the flow from a small
-    balanced init converges (ridge on W and on the features) to the saddle, which a root finder polishes.
-    ``μ`` is the top eigenvalue over free modes of ``[[-λ_W, g_S*], [κ_S g_S*, -κ_S λ_H]]`` (ridge H;
-    ``-λ_E`` in the corner for ridge E).
-    """
-    # TODO: drop once equilibria.semantic_saddle accepts K > 4096 (it refuses only to build K×K Grams).
-    from scipy.optimize import root
-
-    from ufmtheory.solvers.symbolic import compile_reduced
-
-    sch = rp.scheme
-    attr, free = _mode_masks(sch)
-    fn = compile_reduced(sch.counts, sch.exact_table, sch.ranks, rp.ridge)
-    w0 = np.where(attr, init_scale, 0.0)
-    h0 = np.sqrt(rp.kappa) * w0
-    slow = min(rp.lam_W, rp.lam_X * (float(rp.kappa[attr].min()) if rp.ridge == "H" else 1.0))
-    t_relax = min(1e4 / slow, 1e14)
-    sol = _reduced(rp, t_relax, init=(w0, h0), saveat=np.array([0.0, t_relax]))
-    w, h = sol.w[-1].copy(), sol.h[-1].copy()
-    idx = np.flatnonzero(attr)
-
-    def resid(x: np.ndarray) -> np.ndarray:
-        ww, hh = np.zeros(sch.n_S), np.zeros(sch.n_S)
-        ww[idx], hh[idx] = x[: idx.size], x[idx.size :]
-        r = fn.rhs(ww, hh, rp.kappa, rp.lam_W, rp.lam_X)
-        return np.concatenate([r[: sch.n_S][idx], r[sch.n_S :][idx]])
-
-    x0 = np.concatenate([w[idx], h[idx]])
-    polished = root(resid, x0, method="hybr", tol=1e-14)
-    if np.all(np.isfinite(polished.x)) and np.abs(resid(polished.x)).max() <= np.abs(resid(x0)).max():
-        w[idx], h[idx] = polished.x[: idx.size], polished.x[idx.size :]
-    w[~attr] = h[~attr] = 0.0
-    q, _ = fn.softmax(w, h)
-    g = np.array([float(v) for v in fn.g_q(q)])  # g_∅ is the constant 0
-    mu = max(
-        float(np.linalg.eigvals(_escape_matrix(rp, float(g[S]), float(rp.kappa[S]))).real.max())
-        for S in np.flatnonzero(free)
-    )
-    return {"w": w, "h": h, "mu": mu, "source": "reduced ODE + root (ufmtheory.analysis.phases)"}
-
-
-def _saddle(rp: ReducedProblem, problem: Any, init_scale: float) -> dict[str, Any] | None:
-    """``{"w", "h", "mu", "source"}`` of the semantic saddle, or ``None`` without a finite one.
-
-    Taken from :func:`ufmtheory.equilibria.semantic_saddle` when it handles the problem (K <= 4096),
-    otherwise computed here from the reduced ODE."""
-    attr, free = _mode_masks(rp.scheme)
-    if rp.lam_W <= 0 or rp.lam_X <= 0 or not attr.any() or not free.any():
+def _saddle(rp: ReducedProblem, problem: Any) -> dict[str, Any] | None:
+    """``{"w", "h", "mu", "source"}`` of the semantic saddle (:func:`ufmtheory.equilibria.semantic_saddle`),
+    or ``None`` without a finite one."""
+    if rp.lam_W <= 0 or rp.lam_X <= 0 or not rp.scheme.attribute_mask.any() or not rp.scheme.free_mask.any():
         return None
-    if getattr(rp, "normalize", None) is not None:
+    if rp.normalize is not None:
         # The escape-rate block [[-λ_W, g*], [κ g*, -κ λ]] is derived for un-normalised features; the
         # normalised variant has no such closed form, so no t_col estimate is reported for it.
         return None
-    from ufmtheory import equilibria
-
-    fn = getattr(equilibria, "semantic_saddle", None)
-    if fn is not None:
-        try:
-            eq = fn(problem if problem is not None else rp)
-        except (TypeError, ValueError, NotImplementedError):
-            eq = None
-        if eq is not None and eq.kind == "semantic" and np.isfinite(eq.stats.get("mu", np.nan)):
-            return {
-                "w": np.asarray(eq.stats["w"], dtype=np.float64),
-                "h": np.asarray(eq.stats["h"], dtype=np.float64),
-                "mu": float(eq.stats["mu"]),
-                "source": "ufmtheory.equilibria.semantic_saddle",
-            }
-    return _saddle_here(rp, init_scale)
+    try:
+        eq = semantic_saddle(problem if problem is not None else rp)
+    except (TypeError, ValueError, NotImplementedError):
+        return None
+    if eq.kind != "semantic" or not np.isfinite(eq.stats.get("mu", np.nan)):
+        return None
+    return {
+        "w": np.asarray(eq.stats["w"], dtype=np.float64),
+        "h": np.asarray(eq.stats["h"], dtype=np.float64),
+        "mu": float(eq.stats["mu"]),
+        "source": "ufmtheory.equilibria.semantic_saddle",
+    }
 
 
 def phase_estimates(
     rp: ReducedProblem,
-    init_scale: float = 1e-3,
+    scale: float = DEFAULT_SCALE,
     which: str = "H",
     problem: Any = None,
 ) -> dict[str, Any]:
     """Closed-form phase-time estimates (docs: Theory §7, §11) for a balanced aligned init.
 
     * ``t_sem = K ln(ℓ*/ℓ₀)/(2 sqrt(κ_attr))`` (:func:`ufmtheory.linear.semantic_time`, ``ℓ* = K``), with
-      ``κ_attr`` the largest attribute-mode eigenvalue and ``ℓ₀ = sqrt(κ_attr) init_scale²`` the initial
-      logit coefficient ``w_S h_S`` of the balanced init ``w_S = init_scale``, ``h_S = sqrt(κ_S) w_S``.
+      ``κ_attr`` the largest attribute-mode eigenvalue and ``ℓ₀ = sqrt(κ_attr) scale`` the initial
+      logit coefficient ``w_S h_S`` of the balanced init ``w_S = sqrt(scale)``, ``h_S = sqrt(κ_S) w_S``.
     * ``t_col = t_sem + ln(δ_end/δ(t_sem))/μ``: ``δ`` is the free-mode coefficient (``h_S`` for
       ``which="H"``, ``w_S`` for ``"W"``), growing at the linearised rate ``μ_lin`` (half the logit rate of
       :func:`ufmtheory.linear.linear_rates` at the origin) until ``t_sem``, so ``δ(t_sem) = δ(0) e^{μ_lin
@@ -368,11 +309,9 @@ def phase_estimates(
     not apply are ``None`` (no attribute modes; ``κ_attr <= κ_free``: no semantic phase; no ridge: no finite
     saddle).
     """
-    from ufmtheory.solvers.linear import linear_rates, semantic_time
-
     sch = rp.scheme
     K = sch.K
-    attr, free = _mode_masks(sch)
+    attr, free = sch.attribute_mask, sch.free_mask
     out: dict[str, Any] = {
         "t_sem": None,
         "t_col": None,
@@ -390,9 +329,9 @@ def phase_estimates(
         return out
     kappa_attr = float(rp.kappa[attr].max())
     out["kappa_attr"] = kappa_attr
-    if kappa_attr <= 0 or init_scale <= 0:
+    if kappa_attr <= 0 or scale <= 0:
         return out
-    l0 = math.sqrt(kappa_attr) * init_scale**2
+    l0 = math.sqrt(kappa_attr) * scale
     t_sem = semantic_time(kappa_attr, K, l0)
     out.update(l0=l0, t_sem=t_sem, growth_rate=2.0 * math.sqrt(kappa_attr) / K)
     if not free.any():
@@ -401,9 +340,9 @@ def phase_estimates(
     out["kappa_free"] = kappa_free
     if kappa_free >= kappa_attr:
         return out  # no attribute head start: no semantic phase to escape from
-    mu_lin = 0.5 * linear_rates(kappa_free, K, rp.lam_W, rp.lam_X, rp.ridge)
+    mu_lin = 0.5 * linear_rates(kappa_free, K, lam_W=rp.lam_W, lam_X=rp.lam_X, ridge=rp.ridge)
     out["mu_lin"] = mu_lin
-    saddle = _saddle(rp, problem, init_scale)
+    saddle = _saddle(rp, problem)
     if saddle is None:
         return out
     mu = saddle["mu"]
@@ -413,7 +352,7 @@ def phase_estimates(
     e_attr = float((coef[attr] ** 2) @ ranks[attr])
     rho0 = ranks[attr].sum() / (K - 1)
     delta_end = math.sqrt(e_attr * (1 - rho0) / (1 + rho0) / ranks[free].sum())
-    delta0 = init_scale * (math.sqrt(kappa_free) if which == "H" else 1.0)
+    delta0 = math.sqrt(scale) * (math.sqrt(kappa_free) if which == "H" else 1.0)
     delta_sem = delta0 * math.exp(mu_lin * t_sem)
     out.update(delta_sem=delta_sem, delta_end=delta_end)
     if mu > 0 and delta_end > 0 and delta_sem > 0:
@@ -445,24 +384,6 @@ def _reduction(problem: Any) -> tuple[ReducedProblem | None, str]:
     return rp, ""
 
 
-def _initial_coefficients(rp: ReducedProblem, init_scale: float, radius: float | None) -> tuple[Any, Any]:
-    """Balanced aligned init ``w_S = init_scale``, ``h_S = sqrt(κ_S) w_S`` (``S ≠ ∅``).
-
-    With column normalisation (``radius``) the raw features are put on the sphere of that radius instead:
-    the normalised flow conserves ``‖E‖`` and moves H at a rate ``∝ (r/‖E x̃_j‖)²``, so a tiny E would be
-    an arbitrarily fast (stiff) H rather than a slow start.
-    """
-    w0 = np.full(rp.scheme.n_S, init_scale)
-    w0[0] = 0.0
-    h0 = np.sqrt(rp.kappa) * w0
-    if radius is not None:
-        ranks = np.array(rp.scheme.ranks, dtype=np.float64)
-        col = math.sqrt(float((h0**2) @ ranks) / rp.scheme.K)
-        if col > 0:
-            h0 = h0 * (radius / col)
-    return w0, h0
-
-
 def _symmetric_scheme(problem: Any) -> AssociationScheme | None:
     try:
         return scheme(problem.design)
@@ -474,25 +395,26 @@ def predict_phases(
     problem: UFM | ModifiedUFM | ReducedProblem,
     *,
     t1: float | None = None,
-    init_scale: float = 1e-3,
+    scale: float = DEFAULT_SCALE,
     which: str = "H",
     etf_tol: float = 0.05,
     method: str = "reduced",
     points_per_decade: int = 20,
-    t_max: float = 1e12,
+    t1_max: float = 1e12,
     min_strength: float = _MIN_STRENGTH,
 ) -> Phases:
     """Predict the phase times of a (modified) UFM by integrating its gradient flow.
 
-    The exact reduced ODE (:func:`~ufmtheory.reduced_solve`) is integrated from the balanced aligned
-    init ``w_S = init_scale``, ``h_S = sqrt(κ_S) w_S`` (``S ≠ ∅``): the Gram structure of a small random
-    init (``E[HᵀH] ∝ K_x``, ``E[WWᵀ] ∝ I``) without its noise. Where the reduction does not apply (designs
-    other than one-hot factorial/hierarchical, ``dim < K - 1``) or ``method="full"``, the full
-    :func:`~ufmtheory.gradient_flow` runs instead, from the same aligned init when the design is symmetric
-    and ``dim >= K`` (``method`` ``"full-aligned (...)"``) or from ``init.small(problem, init_scale, seed=0)``
-    (``"full-small (...)"``); the reason follows in brackets. With column normalisation the raw features
-    start on the sphere of the normalisation radius (the normalised flow conserves ``‖E‖`` and moves H at a
-    rate ``∝ (r/‖E x̃_j‖)²``: a tiny E is a stiff, arbitrarily fast H rather than a slow start).
+    The exact reduced ODE (:func:`~ufmtheory.reduced_solve`) is integrated from the balanced aligned init
+    ``w_S = sqrt(scale)``, ``h_S = sqrt(κ_S) w_S`` (``S ≠ ∅``; the Grams of ``init.aligned(problem, scale)``):
+    the Gram structure of a small random init (``E[HᵀH] ∝ K_x``, ``E[WWᵀ] ∝ I``) without its noise. Where the
+    reduction does not apply (designs other than one-hot factorial/hierarchical, ``dim < K - 1``) or
+    ``method="full"``, the full :func:`~ufmtheory.gradient_flow` runs instead, from the same aligned init when
+    the design is symmetric and ``dim >= K`` (``method`` ``"full-aligned (...)"``) or from
+    ``init.small(problem, sqrt(scale), seed=0)`` (``"full-small (...)"``); the reason follows in brackets.
+    With column normalisation the raw features start on the sphere of the normalisation radius (the normalised
+    flow conserves ``‖E‖`` and moves H at a rate ``∝ (r/‖E x̃_j‖)²``: a tiny E is a stiff, arbitrarily fast H
+    rather than a slow start).
 
     The times are then read off by :func:`detect_phases` on the run's trajectory, so predicted and detected
     phases share their definitions. Times are saved on a log grid with ``points_per_decade`` points per
@@ -504,13 +426,13 @@ def predict_phases(
             :class:`~ufmtheory.solvers.reduced.ReducedProblem` (no K×K design needed: K = 10⁶ is fine).
         t1: final time; ``None`` (default): start at ten times the closed-form estimate (rounded up to a
             power of 10) and extend by factors of 10 until the collapse and the ETF time are found (or there
-            is no semantic phase and the ETF time is found) with a decade of margin, or ``t_max`` is reached.
-        init_scale: initial coefficient scale (> 0).
+            is no semantic phase and the ETF time is found) with a decade of margin, or ``t1_max`` is reached.
+        scale: size of the starting label Gram (> 0; default 1e-6, i.e. coefficients ``w_S = 1e-3``).
         which: ``"H"`` or ``"W"``: the Gram whose phases are reported.
         etf_tol: ETF-distance tolerance for ``etf_time`` (> 0).
         method: ``"reduced"`` (default; falls back to the full flow where it does not apply) or ``"full"``.
         points_per_decade: save-grid density (>= 1).
-        t_max: cap of the automatic horizon.
+        t1_max: cap of the automatic horizon.
         min_strength: a peak below this is rounding noise: no semantic phase.
 
     Returns:
@@ -520,9 +442,7 @@ def predict_phases(
     """
     _check_which(which)
     etf_tol = _check_tol(etf_tol)
-    init_scale = check_nonnegative("init_scale", init_scale)
-    if init_scale == 0:
-        raise ValueError("init_scale must be > 0 (the origin is a critical point)")
+    scale = _validate.positive("scale", scale)
     if method not in ("reduced", "full"):
         raise ValueError(f"method must be 'reduced' or 'full', got {method!r}")
     if isinstance(points_per_decade, bool) or not isinstance(points_per_decade, (int, np.integer)):
@@ -530,12 +450,8 @@ def predict_phases(
     if points_per_decade < 1:
         raise ValueError(f"points_per_decade must be >= 1, got {points_per_decade}")
     if t1 is not None:
-        t1 = check_nonnegative("t1", t1)
-        if t1 == 0:
-            raise ValueError("t1 must be > 0")
-    t_max = check_nonnegative("t_max", t_max)
-    if t_max == 0:
-        raise ValueError("t_max must be > 0")
+        t1 = _validate.positive("t1", t1)
+    t1_max = _validate.positive("t1_max", t1_max)
     if isinstance(problem, ReducedProblem) and method == "full":
         raise ValueError("method='full' needs a UFM or ModifiedUFM (a ReducedProblem has no full flow)")
 
@@ -546,7 +462,7 @@ def predict_phases(
     init_stats: dict[str, Any] = {}
     if use_reduced:
         assert rp is not None
-        init = _initial_coefficients(rp, init_scale, radius)
+        init = initial_coefficients(rp, None, scale, on_sphere=True)
         init_stats = {"w0": init[0].tolist(), "h0": init[1].tolist()}
         method_name = "reduced"
         metric_design: Any = rp.scheme
@@ -558,15 +474,16 @@ def predict_phases(
             # The reduced theory's aligned init lifted to the full parameters (raw features with normalize).
             twin = dataclasses.replace(problem, normalize=None) if radius is not None else problem
             rp_twin = ReducedProblem.from_problem(twin)
-            w0, h0 = _initial_coefficients(rp_twin, init_scale, radius)
+            w0, h0 = initial_coefficients(rp_twin, None, scale)
+            if radius is not None:  # the raw features on the sphere of the normalisation radius
+                ranks = np.array(rp_twin.scheme.ranks, dtype=np.float64)
+                h0 = h0 * (radius / math.sqrt(float((h0**2) @ ranks) / rp_twin.scheme.K))
             init = aligned_full_init(twin, w0, h0)
             init_stats = {"w0": w0.tolist(), "h0": h0.tolist()}
             method_name = f"full-aligned ({reason})"
             rp = rp if rp is not None else (rp_twin if radius is None else None)
         else:
-            from ufmtheory.solvers.init import small
-
-            init = small(problem, init_scale, seed=0)
+            init = small(problem, math.sqrt(scale), seed=0)
             if radius is not None and "E" in init:
                 cols = float(np.linalg.norm(init["E"] @ problem.X_tilde, axis=0).mean())
                 init["E"] = init["E"] * (radius / cols)
@@ -574,11 +491,11 @@ def predict_phases(
 
     estimates: dict[str, Any] = {}
     if rp is not None and getattr(rp, "normalize", None) is None and radius is None:
-        estimates = phase_estimates(rp, init_scale, which, problem=problem)
+        estimates = phase_estimates(rp, scale, which, problem=problem)
 
     if t1 is None:
         guess = max(v for v in (estimates.get("t_col"), estimates.get("t_sem"), 10.0) if v is not None)
-        horizon, auto = min(10.0 ** math.ceil(math.log10(10.0 * guess)), t_max), True
+        horizon, auto = min(10.0 ** math.ceil(math.log10(10.0 * guess)), t1_max), True
     else:
         horizon, auto = t1, False
     start = time.perf_counter()
@@ -590,43 +507,48 @@ def predict_phases(
             assert rp is not None
             traj = _reduced(rp, horizon, init=init, saveat=grid).trajectory
         else:
-            from ufmtheory.solvers.flow import gradient_flow
-
             traj = gradient_flow(problem, horizon, init=init, saveat=grid)
-        evaluations += int(traj.stats.get("evaluations", 0))
+        evaluations += int(traj.stats["n_evals"] or 0)
         ph = detect_phases(traj, metric_design, which, etf_tol, min_strength=min_strength)
         if not auto or not traj.ok:
             break
         found = [v for v in ph.times.values() if v is not None]
         complete = ph.etf_time is not None and (ph.collapse is not None or ph.onset is None)
         margin = not found or traj.ts[-1] >= 10.0 * max(found)
-        if (complete and margin) or horizon >= t_max:
+        if (complete and margin) or horizon >= t1_max:
             break
-        horizon = min(horizon * 10.0, t_max)
+        horizon = min(horizon * 10.0, t1_max)
 
     t_end = float(traj.ts[-1])
+    message = ""
     if not traj.ok:
-        status = f"solver: {traj.status}"
+        status, message = traj.status, f"solver: {traj.message}"
     elif ph.peak is None:
-        status = "no finite semantic strength"
+        status, message = "nonfinite", "no finite semantic strength"
     elif ph.onset is not None and ph.collapse is None:
-        status = f"no collapse up to t = {t_end:.3g}"
+        status, message = "failed", f"no collapse up to t = {t_end:.3g}"
     elif ph.etf_time is None:
-        status = f"ETF distance not below {etf_tol} at t = {t_end:.3g}"
+        status, message = "failed", f"ETF distance not below {etf_tol} at t = {t_end:.3g}"
     else:
         status = "ok"
     stats: dict[str, Any] = {
+        "n_evals": evaluations,
+        "wall_time_s": time.perf_counter() - start,
         "t1": t_end,
         "saved": len(traj),
         "points_per_decade": points_per_decade,
         "attempts": attempts,
-        "evaluations": evaluations,
-        "wall_time": time.perf_counter() - start,
         "solver": traj.method,
-        "init_scale": init_scale,
+        "scale": scale,
     }
     if init_stats:
         stats["init"] = init_stats
     return dataclasses.replace(
-        ph, method=method_name, estimates=estimates, status=status, stats=stats, trajectory=traj
+        ph,
+        method=method_name,
+        estimates=estimates,
+        status=status,
+        message=message,
+        stats=stats,
+        trajectory=traj,
     )

@@ -16,32 +16,42 @@ from typing import Any
 import numpy as np
 from scipy.special import expi
 
+from ufmtheory._results import ResultMixin
+
 __all__ = ["Equilibrium", "etf_gram", "centering", "zhu", "etf_mode_time", "etf_mode_u"]
 
 
-@dataclass(frozen=True, eq=False)
-class Equilibrium:
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Equilibrium(ResultMixin):
     """A critical point (usually the global minimiser) of a UFM problem.
 
     Attributes:
         kind: ``"etf"``, ``"zero"`` (and, for structured problems, ``"semantic"``).
-        gram_H: (m, m) context Gram ``HᵀH``.
-        gram_W: (V, V) label Gram ``W Wᵀ``.
-        logits: (V, m) logits ``W H`` (determined up to nothing: they are rotation invariant).
+        gram_H: (m, m) context Gram ``HᵀH`` (``None`` for scheme equilibria with K > 4096: the coefficients
+            are in ``stats``).
+        gram_W: (V, V) label Gram ``W Wᵀ`` (or ``None``, as ``gram_H``).
+        logits: (V, m) logits ``W H`` (determined up to nothing: they are rotation invariant; or ``None``).
         loss: objective value at the equilibrium.
-        status: ``"ok"`` or a message.
+        status: ``"ok"``, or ``"inaccurate"`` (a residual above the tolerance), ``"failed"``, ...
+        message: why, for people.
         method: how it was obtained (``"zhu-closed-form"``, ...).
-        stats: extra numbers (``x_star``, ``epsilon``, squared norms, ...).
+        stats: ``n_evals``, ``wall_time_s`` and extra numbers (``x_star``, ``epsilon``, squared norms, ...).
     """
 
     kind: str
-    gram_H: np.ndarray
-    gram_W: np.ndarray
-    logits: np.ndarray
+    gram_H: np.ndarray | None
+    gram_W: np.ndarray | None
+    logits: np.ndarray | None
     loss: float
     status: str = "ok"
+    message: str = ""
     method: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._check_result()
+        if self.stats["n_evals"] is None:  # closed forms evaluate nothing
+            self.stats["n_evals"] = 0
 
 
 def centering(K: int) -> np.ndarray:

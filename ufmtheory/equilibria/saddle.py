@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
+from scipy.optimize import root
 
+from ufmtheory import _validate
+from ufmtheory._results import finish
+from ufmtheory.algebra.modes import escape_block
 from ufmtheory.equilibria.closed_form import Equilibrium
 from ufmtheory.equilibria.structured import (
     _check_dim,
-    _check_materialisable,
     _factor_coefficients,
     _labels_json,
     _problem_parts,
@@ -18,12 +22,14 @@ from ufmtheory.equilibria.structured import (
     reduced_rhs,
     scheme_equilibrium,
 )
+from ufmtheory.programs.scheme_lp import reduced_ce, regularized_end_state
+from ufmtheory.solvers.reduced import reduced_solve
 
 __all__ = ["semantic_saddle"]
 
 
 def semantic_saddle(
-    problem: Any, *, method: str = "convex", t1: float | None = None, tol: float = 1e-10
+    problem: Any, *, method: str = "convex", t1: float | None = None, tol: float = 1e-10, throw: bool = False
 ) -> Equilibrium:
     """The semantic critical point: every per-context-only mode zero (docs: Theory §9).
 
@@ -44,7 +50,9 @@ def semantic_saddle(
             one-hot factorial or hierarchical design, both ridges ``> 0``.
         method: ``"convex"`` or ``"flow"`` (the starting point for the polish).
         t1: flow horizon for ``method="flow"`` (default ``100/min(λ_W, λ_X)``).
-        tol: the residual (max-norm of the reduced right-hand side) below which ``status`` is ``"ok"``.
+        tol: the residual (max-norm of the reduced right-hand side) below which ``status`` is ``"ok"``
+            (above it: ``"inaccurate"``).
+        throw: raise :class:`~ufmtheory._results.SolverError` instead of returning a result that is not ok.
 
     Returns:
         :class:`Equilibrium` of kind ``"semantic"`` (or ``"zero"`` when the ridge is so strong that the
@@ -61,11 +69,8 @@ def semantic_saddle(
         >>> eq.kind, eq.status, eq.stats["n_unstable"], bool(eq.stats["mu"] > 0)
         ('semantic', 'ok', 1, True)
     """
-    from scipy.optimize import root
-
-    from ufmtheory.programs.scheme_lp import interaction_mask, reduced_ce, regularised_end_state
-    from ufmtheory.solvers.reduced import reduced_solve
-
+    start = time.perf_counter()
+    tol = _validate.positive("tol", tol)
     rp, sch, _, lam_W, lam_X = _problem_parts(problem)
     objective = rp.ridge  # the weights of the finite-ridge programme follow the ridge placement
     if not (lam_W > 0 and lam_X > 0):
@@ -75,28 +80,29 @@ def semantic_saddle(
         )
     if method not in ("convex", "flow"):
         raise ValueError(f"method must be 'convex' or 'flow', got {method!r}")
-    _check_materialisable(sch, "semantic_saddle", "the reduced coefficients are small: use reduced_solve")
     kappa = rp.kappa
     n_S = sch.n_S
-    inter = interaction_mask(sch)
+    inter = sch.free_mask
     fixed = inter | (kappa == 0)
     fixed[0] = True
     free = np.flatnonzero(~fixed)
     lam = math.sqrt(lam_W * lam_X)
     if method == "convex":
         inter_labels = [S for S, m in zip(sch.labels, fixed, strict=True) if m and S != sch.labels[0]]
-        reg = regularised_end_state(sch, kappa, lam, objective=objective, fix_zero=inter_labels)
+        reg = regularized_end_state(sch, kappa, lam_WX=lam, objective=objective, fix_zero=inter_labels)
         w, h = _factor_coefficients(reg.ell_vector, kappa, objective, lam_W, lam_X)
         start_info: dict[str, Any] = {"convex_status": reg.status, "convex_kkt": reg.kkt_residual}
+        n_evals = reg.stats["n_evals"]
     else:
-        t1 = 100.0 / min(lam_W, lam_X) if t1 is None else float(t1)
+        t1 = 100.0 / min(lam_W, lam_X) if t1 is None else _validate.positive("t1", t1)
         w0 = np.zeros(n_S)
         w0[free] = 1e-3
         h0 = np.sqrt(kappa) * w0
         sol = reduced_solve(rp, t1, init=(w0, h0), saveat=np.array([0.0, t1]))
         w, h = sol.w[-1].copy(), sol.h[-1].copy()
         w[fixed], h[fixed] = 0.0, 0.0
-        start_info = {"flow_status": sol.status, "flow_t1": t1, "flow_evaluations": sol.stats["evaluations"]}
+        start_info = {"flow_status": sol.status, "flow_t1": t1, "flow_n_evals": sol.stats["n_evals"]}
+        n_evals = sol.stats["n_evals"]
     idx = np.concatenate([free, n_S + free])
 
     def restricted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,8 +139,7 @@ def semantic_saddle(
         if i == 0 or not inter[i]:
             continue
         gs, ks = float(g[i]), float(kappa[i])
-        lower = -ks * lam_X if rp.ridge == "H" else -lam_X
-        block = np.array([[-lam_W, gs], [ks * gs, lower]])
+        block = escape_block(gs, ks, lam_W=lam_W, lam_X=lam_X, ridge=rp.ridge)
         ev = np.sort(np.linalg.eigvals(block).real)[::-1]
         cut = J[np.ix_([i, n_S + i], [i, n_S + i])]
         others = np.setdiff1d(np.arange(2 * n_S), [i, n_S + i])
@@ -156,8 +161,10 @@ def semantic_saddle(
     kind = "zero" if trivial else "semantic"
     if not trivial:
         _check_dim(problem, sch, ell)
-    status = "ok" if residual < tol else f"residual {residual:.3g} >= tol {tol:g}"
-    return scheme_equilibrium(
+    status, message = (
+        ("ok", "") if residual < tol else ("inaccurate", f"residual {residual:.3g} >= tol {tol:g}")
+    )
+    eq = scheme_equilibrium(
         sch,
         w,
         h,
@@ -165,8 +172,11 @@ def semantic_saddle(
         kind=kind,
         loss=loss,
         status=status,
+        message=message,
         method=f"reduced-{method}+root",
         stats={
+            "n_evals": n_evals,
+            "wall_time_s": time.perf_counter() - start,
             "labels": _labels_json(sch.labels),
             "w": w.tolist(),
             "h": h.tolist(),
@@ -186,3 +196,4 @@ def semantic_saddle(
             **start_info,
         },
     )
+    return finish(eq, throw)

@@ -1,17 +1,22 @@
 """End states of the modified UFM on the exact symmetric reduction (docs: Theory §8).
 
 Everything here works on :mod:`ufmtheory.solvers.reduced`: logits ``L = Σ ℓ_S P_S``, ``W = Σ w_S P_S``,
-``H = Σ h_S P_S`` on the design's association scheme. Imports of the reduction, the models and the convex
-programmes are local so that importing the package stays fast (sympy, the LP)."""
+``H = Σ h_S P_S`` on the design's association scheme."""
 
 from __future__ import annotations
 
 import math
+import time
+import warnings
 from typing import Any
 
 import numpy as np
 
 from ufmtheory.equilibria.closed_form import Equilibrium, centering, zhu
+from ufmtheory.models import UFM, ModifiedUFM
+from ufmtheory.programs.scheme_lp import end_state_lp, lp_cost, reduced_ce, regularized_end_state
+from ufmtheory.solvers import reduced as _reduced
+from ufmtheory.solvers.reduced import ReducedProblem
 
 __all__ = ["end_state", "reduced_rhs", "reduced_jacobian"]
 
@@ -25,9 +30,6 @@ def _problem_parts(problem: Any) -> tuple[Any, Any, str, float, float]:
     The objective kind is the implicit bias of the factorised ridge: ``"H"`` (weights ``m_S``) for the
     standard UFM and ridge on H, ``"E"`` (weights ``m_S/sqrt κ_S``) for ridge on E or no ridge at all
     (gradient flow on ``(W, E)`` without penalty is biased towards small ``‖W‖² + ‖E‖²``)."""
-    from ufmtheory.models import UFM, ModifiedUFM
-    from ufmtheory.solvers.reduced import ReducedProblem
-
     if isinstance(problem, ModifiedUFM) and problem.normalize is not None:
         raise NotImplementedError(
             "end states and the semantic saddle are derived for N = identity (normalize=None); with column"
@@ -59,8 +61,6 @@ def reduced_rhs(problem: Any, w: Any, h: Any) -> np.ndarray:
         problem: UFM, ModifiedUFM (``normalize=None``) or :class:`~ufmtheory.ReducedProblem`.
         w, h: (n_S,) coefficients in ``scheme.labels`` order.
     """
-    from ufmtheory.programs.scheme_lp import reduced_ce
-
     rp = _problem_parts(problem)[0]
     sch = rp.scheme
     w = np.asarray(w, dtype=np.float64)
@@ -88,8 +88,6 @@ def reduced_jacobian(problem: Any, w: Any, h: Any) -> np.ndarray:
     ``[[-λ_W, g_S], [κ_S g_S, -κ_S λ_H]]`` (ridge H) or ``[[-λ_W, g_S], [κ_S g_S, -λ_E]]`` (ridge E). The
     flow is a preconditioned gradient flow, so the eigenvalues are real.
     """
-    from ufmtheory.programs.scheme_lp import reduced_ce
-
     rp = _problem_parts(problem)[0]
     sch = rp.scheme
     w = np.asarray(w, dtype=np.float64)
@@ -110,8 +108,6 @@ def reduced_jacobian(problem: Any, w: Any, h: Any) -> np.ndarray:
 
 def _classify(sch: Any, ell: np.ndarray) -> tuple[str, float, float]:
     """``(kind, distance of the logit direction from C_K, interaction energy fraction)``."""
-    from ufmtheory.programs.scheme_lp import interaction_mask
-
     ranks = np.asarray(sch.ranks, dtype=np.float64)
     e = ell.copy()
     e[0] = 0.0
@@ -121,7 +117,7 @@ def _classify(sch: Any, ell: np.ndarray) -> tuple[str, float, float]:
     ones = np.ones_like(e)
     ones[0] = 0.0
     dist = math.sqrt(float(ranks @ (e / norm - ones / math.sqrt(sch.K - 1)) ** 2))
-    inter = interaction_mask(sch)
+    inter = sch.free_mask
     frac = float(ranks[inter] @ e[inter] ** 2) / norm**2
     if dist < _ETF_DIRECTION_TOL:
         kind = "etf"
@@ -147,11 +143,10 @@ def _factor_coefficients(
 
 
 def _check_materialisable(sch: Any, what: str, hint: str) -> None:
-    from ufmtheory.solvers.reduced import MATERIALISE_MAX_K
-
-    if sch.K > MATERIALISE_MAX_K:
+    if sch.K > _reduced.MATERIALISE_MAX_K:
         raise ValueError(
-            f"{what}: K = {sch.K} > {MATERIALISE_MAX_K} is too large to materialise K×K Grams; {hint}"
+            f"{what}: K = {sch.K} > {_reduced.MATERIALISE_MAX_K} is too large to materialise K×K Grams;"
+            f" {hint}"
         )
 
 
@@ -223,17 +218,7 @@ def end_state(problem: Any, *, lam_limit: bool = True) -> Equilibrium:
         >>> eq.kind, round(eq.stats["decision_margin"], 4)  # (12/√13 - (4/√13 + 4)) / (4/√13 + 4)
         ('semantic', -0.3486)
     """
-    import warnings
-
-    from ufmtheory.models import UFM, ModifiedUFM
-    from ufmtheory.programs.scheme_lp import (
-        end_state_lp,
-        interaction_mask,
-        lp_cost,
-        reduced_ce,
-        regularised_end_state,
-    )
-
+    start = time.perf_counter()
     if not isinstance(problem, UFM):
         raise TypeError(f"problem must be a UFM or ModifiedUFM, got {type(problem).__name__}")
     if isinstance(problem, ModifiedUFM) and problem.normalize is not None:
@@ -296,7 +281,7 @@ def end_state(problem: Any, *, lam_limit: bool = True) -> Equilibrium:
         "use ufmtheory.programs.end_state_lp(reduced.scheme(design), scheme.kernel_eigenvalues(alpha, beta))",
     )
     kappa = rp.kappa
-    inter = interaction_mask(sch)
+    inter = sch.free_mask
     inter_labels = [S for S, m in zip(sch.labels, inter, strict=True) if m]
     lp = end_state_lp(sch, kappa, objective="E")
     ones = np.ones(sch.n_S)
@@ -304,8 +289,8 @@ def end_state(problem: Any, *, lam_limit: bool = True) -> Equilibrium:
     J_etf = lp_cost(sch, kappa, ones, "E")
     with warnings.catch_warnings():  # infeasible is an answer here (hierarchies: no semantic point)
         warnings.simplefilter("ignore", RuntimeWarning)
-        sem = end_state_lp(sch, kappa, objective="E", fix_zero=inter_labels, strict=False)
-    J_sem = sem.objective if sem.status == "optimal" else math.inf
+        sem = end_state_lp(sch, kappa, objective="E", fix_zero=inter_labels)
+    J_sem = sem.objective if sem.ok else math.inf
     if math.isinf(J_sem) or math.isinf(J_etf):  # one point does not exist (hierarchy; beta = 0)
         margin = float("nan") if J_sem == J_etf else (1.0 if math.isinf(J_sem) else -1.0)
     else:
@@ -320,7 +305,7 @@ def end_state(problem: Any, *, lam_limit: bool = True) -> Equilibrium:
         "lp_kind": lp_kind,
         "etf_objective": J_etf,
         "semantic_objective": J_sem,
-        "semantic_ell": sem.ell_vector.tolist() if sem.status == "optimal" else None,
+        "semantic_ell": sem.ell_vector.tolist() if sem.ok else None,
         "decision_margin": margin,
         "lp_duals": list(lp.duals.values()),
         "boundary": _two_factor_boundary(sch, kappa),
@@ -330,25 +315,29 @@ def end_state(problem: Any, *, lam_limit: bool = True) -> Equilibrium:
         loss = 0.0
         stats["objective"] = lp.objective
         stats["ce_at_margin_one"] = reduced_ce(sch, ell)[0]
-        method, status = "max-margin-lp", "ok"
+        method, status, message = "max-margin-lp", lp.status, lp.message
     else:
         if not (lam_W > 0 and lam_X > 0):
             raise ValueError(
                 f"lam_limit=False needs lam_W > 0 and lam_E > 0 (got {lam_W}, {lam_X}); use lam_limit=True"
             )
-        reg = regularised_end_state(sch, kappa, math.sqrt(lam_W * lam_X), objective="E")
+        reg = regularized_end_state(sch, kappa, lam_WX=math.sqrt(lam_W * lam_X), objective="E")
         ell = reg.ell_vector
         loss = reg.objective
         stats.update(objective=reg.objective, ce=reg.ce, kkt_residual=reg.kkt_residual)
         stats["g"] = list(reg.g.values())
-        method, status = "regularised-convex", "ok" if reg.status == "optimal" else reg.status
+        method, status, message = "regularized-convex", reg.status, reg.message
     kind, dist, frac = _classify(sch, ell)
     if kind != "zero":
         _check_dim(problem, sch, ell)
     w, h = _factor_coefficients(ell, kappa, "E", lam_W, lam_X)
     stats.update(ell=ell.tolist(), w=w.tolist(), h=h.tolist(), etf_direction_distance=dist)
     stats["interaction_fraction"] = frac
-    return scheme_equilibrium(sch, w, h, ell, kind=kind, loss=loss, status=status, method=method, stats=stats)
+    stats["n_evals"] = lp.stats["n_evals"] + sem.stats["n_evals"] + (0 if lam_limit else reg.stats["n_evals"])
+    stats["wall_time_s"] = time.perf_counter() - start
+    return scheme_equilibrium(
+        sch, w, h, ell, kind=kind, loss=loss, status=status, message=message, method=method, stats=stats
+    )
 
 
 def scheme_equilibrium(
@@ -360,19 +349,30 @@ def scheme_equilibrium(
     kind: str,
     loss: float,
     status: str,
+    message: str = "",
     method: str,
     stats: dict[str, Any],
 ) -> Equilibrium:
     """An :class:`Equilibrium` from association-scheme coefficients (``W = Σ w_S P_S``, ``H = Σ h_S P_S``,
-    logits ``Σ ℓ_S P_S``), materialising the K×K Grams once through the scheme's relation matrix."""
-    rel = sch.relation_matrix()
+    logits ``Σ ℓ_S P_S``), materialising the K×K Grams once through the scheme's relation matrix (not above
+    ``K = 4096``: then the Grams are ``None`` and the coefficients are in ``stats``)."""
+    if sch.K > _reduced.MATERIALISE_MAX_K:
+        gram_H = gram_W = logits = None
+    else:
+        rel = sch.relation_matrix()
+        gram_H, gram_W, logits = (
+            sch.materialise(h**2, rel),
+            sch.materialise(w**2, rel),
+            sch.materialise(ell, rel),
+        )
     return Equilibrium(
         kind=kind,
-        gram_H=sch.materialise(h**2, rel),
-        gram_W=sch.materialise(w**2, rel),
-        logits=sch.materialise(ell, rel),
+        gram_H=gram_H,
+        gram_W=gram_W,
+        logits=logits,
         loss=float(loss),
         status=status,
+        message=message,
         method=method,
         stats=stats,
     )

@@ -1,4 +1,4 @@
-"""Convex programmes (linear programmes now; cvxpy nuclear-norm SVMs later) for UFM end states.
+"""Scheme programmes for UFM end states: linear programmes and the finite-ridge convex programme (scipy).
 
 The end state of the (modified) UFM is decided by a convex programme whenever the objective is a factorised
 ridge ``min ‖W‖² + ‖E‖²`` over logits that must separate the labels (docs: Theory §8). On a factorial
@@ -14,11 +14,11 @@ irreducibly on each ``P_S``), so the logits are ``L = Σ_S ℓ_S P_S`` and the p
   ``m_S`` and answer the ETF ``ℓ_S = 1``). It follows from ``‖E‖²_min = Σ m_S h_S²/κ_S`` (``H = E X̃``)
   and ``min_{w h = ℓ} w² m + h² m/κ = 2 m |ℓ|/sqrt κ``: the objective is ``½(‖W‖² + ‖E‖²)`` at margin 1,
   i.e. the nuclear norm ``‖L K_x^{-1/2}‖_*``.
-* :func:`regularised_end_state`: the same geometry at a finite ridge,
+* :func:`regularized_end_state`: the same geometry at a finite ridge,
   ``min CE(L) + sqrt(λ_W λ_X) Σ_S m_S |ℓ_S| / sqrt(κ_S)`` (``κ_S ≡ 1`` for ``objective="H"``), the global
   minimiser of the reduced (and, by symmetry, the full) regularised problem.
-* :func:`lp_cost` and :func:`margins`: the objective and the margins of given coefficients (used for the
-  ETF ``ℓ_S = 1`` and the semantic points).
+* :func:`lp_cost` and :func:`scheme_margins`: the objective and the margins of given coefficients (used for
+  the ETF ``ℓ_S = 1`` and the semantic points).
 
 Example (3×3 grid, α = 2 > β = 1: the attribute-only "semantic" geometry wins)::
 
@@ -28,14 +28,13 @@ Example (3×3 grid, α = 2 > β = 1: the attribute-only "semantic" geometry wins
     >>> {S: round(v, 6) for S, v in res.ell.items()}
     {(): 0.0, (0,): 3.0, (1,): 3.0, (0, 1): 0.0}
     >>> res.status, round(res.objective, 6)  # 2 · (A-1) B / sqrt(α² B + β²) = 12/sqrt(13)
-    ('optimal', 3.328201)
+    ('ok', 3.328201)
 """
 
 from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,39 +42,40 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linprog, minimize, root
 
+from ufmtheory import _validate
+from ufmtheory._results import ResultMixin, finish, make_stats
 from ufmtheory.algebra.schemes import AssociationScheme
 
 __all__ = [
     "LPResult",
-    "RegularisedEndState",
+    "RegularizedEndState",
     "end_state_lp",
-    "regularised_end_state",
+    "regularized_end_state",
     "lp_weights",
     "lp_cost",
-    "margins",
-    "interaction_mask",
+    "scheme_margins",
     "reduced_ce",
 ]
 
+# scipy.optimize.linprog status -> (status, what happened)
 _LINPROG_STATUS = {
-    0: "optimal",
-    1: "iteration_limit",
-    2: "infeasible",
-    3: "unbounded",
-    4: "numerical_difficulties",
+    0: ("ok", ""),
+    1: ("max_evals", "iteration limit reached"),
+    2: ("infeasible", "the programme is infeasible"),
+    3: ("failed", "the programme is unbounded"),
+    4: ("failed", "numerical difficulties"),
 }
 
 
-@dataclass(frozen=True, eq=False)
-class LPResult:
+@dataclass(frozen=True, eq=False, kw_only=True)
+class LPResult(ResultMixin):
     """Solution of the end-state linear programme (:func:`end_state_lp`).
 
     Attributes:
         ell: ``label -> ℓ_S`` for every projector of the scheme (``ℓ_∅ = 0``).
         objective: optimal value ``Σ_S weight_S |ℓ_S|`` (``= ½(‖W‖² + ‖E‖²)`` at margin 1).
-        status: ``"optimal"`` (or the failure, only with ``strict=False``).
+        status: ``"ok"``, ``"infeasible"``, ``"max_evals"`` or ``"failed"``; message: the solver's words.
         method: ``"scipy-linprog-highs"``.
-        solve_time: wall time of the solve in seconds.
         slack: ``relation -> margin - 1`` (>= 0) for every relation ``r ≠ same``.
         duals: ``relation -> y_r >= 0``, the multipliers of the margin constraints.
         weights: (n_S,) objective weights ``m_S/sqrt κ_S`` (``"E"``) or ``m_S`` (``"H"``), in label order;
@@ -83,14 +83,14 @@ class LPResult:
         labels: (n_S,) the scheme's projector labels (order of ``ell_vector`` and ``weights``).
         objective_kind: ``"E"`` or ``"H"``.
         fixed_zero: labels whose ``ℓ_S`` was constrained to 0.
-        stats: solver message, iterations.
+        stats: ``n_evals`` (simplex / interior-point iterations), ``wall_time_s``, solver message.
     """
 
     ell: dict[Any, float]
     objective: float
-    status: str
+    status: str = "ok"
+    message: str = ""
     method: str
-    solve_time: float
     slack: dict[Any, float]
     duals: dict[Any, float]
     weights: np.ndarray
@@ -99,15 +99,18 @@ class LPResult:
     fixed_zero: tuple[Any, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._check_result()
+
     @property
     def ell_vector(self) -> np.ndarray:
         """(n_S,) ``ℓ_S`` in ``labels`` order."""
         return np.array([self.ell[S] for S in self.labels])
 
 
-@dataclass(frozen=True, eq=False)
-class RegularisedEndState:
-    """Global minimiser of the reduced regularised problem (:func:`regularised_end_state`).
+@dataclass(frozen=True, eq=False, kw_only=True)
+class RegularizedEndState(ResultMixin):
+    """Global minimiser of the reduced regularised problem (:func:`regularized_end_state`).
 
     Attributes:
         ell: ``label -> ℓ_S`` (``ℓ_∅ = 0``).
@@ -116,11 +119,11 @@ class RegularisedEndState:
         g: ``label -> g_S = (1 - σ_S)/K`` at the minimiser (KKT: ``g_S = c_S sign ℓ_S`` on the support,
             ``|g_S| <= c_S`` off it, with ``c_S = sqrt(λ_W λ_X) weight_S / m_S``).
         kkt_residual: largest violation of those conditions, relative to ``max c_S``.
-        status: ``"optimal"`` when the KKT residual is below ``1e-9``, else a message.
+        status: ``"ok"`` when the KKT residual is below ``1e-9``, else ``"inaccurate"`` (``message`` says
+            by how much).
         method: ``"lbfgsb+newton"``.
-        solve_time: wall time in seconds.
         labels: projector labels (order of ``ell_vector``).
-        stats: iterations, support, the ridge constant ``c``.
+        stats: ``n_evals`` (L-BFGS-B iterations), ``wall_time_s``, support, the ridge constant ``lam_WX``.
     """
 
     ell: dict[Any, float]
@@ -129,11 +132,14 @@ class RegularisedEndState:
     penalty: float
     g: dict[Any, float]
     kkt_residual: float
-    status: str
+    status: str = "ok"
+    message: str = ""
     method: str
-    solve_time: float
     labels: tuple[Any, ...]
     stats: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._check_result()
 
     @property
     def ell_vector(self) -> np.ndarray:
@@ -171,21 +177,6 @@ def _fixed_mask(scheme: AssociationScheme, kappa: np.ndarray, fix_zero: Iterable
     for label in fix_zero:
         fixed[scheme.index(label)] = True
     return fixed
-
-
-def interaction_mask(scheme: AssociationScheme) -> np.ndarray:
-    """(n_S,) True on the per-context-only modes, whose kernel eigenvalue is ``β²`` for every α:
-    factorial interactions (``|S| >= 2``) and the leaf level of a hierarchy. For ``α > 0`` these are exactly
-    the modes with ``κ_S = β²``; main effects / internal levels carry attribute energy.
-
-    Example:
-        >>> from ufmtheory.algebra import factorial_scheme
-        >>> interaction_mask(factorial_scheme((2, 2, 2))).astype(int).tolist()
-        [0, 0, 0, 1, 0, 1, 1, 1]
-    """
-    if scheme.kind == "factorial":
-        return np.array([len(S) >= 2 for S in scheme.labels])
-    return np.array([level == scheme.params["depth"] for level in scheme.labels])
 
 
 def lp_weights(scheme: AssociationScheme, kappa: Any, objective: str = "E") -> np.ndarray:
@@ -232,7 +223,7 @@ def lp_cost(scheme: AssociationScheme, kappa: Any, ell: Any, objective: str = "E
     return float(np.sum(weights[1:][nz] * np.abs(ell[1:][nz])))
 
 
-def margins(scheme: AssociationScheme, ell: Any) -> np.ndarray:
+def scheme_margins(scheme: AssociationScheme, ell: Any) -> np.ndarray:
     """(n_r - 1,) margins ``L[same] - L[r]`` of the logits ``Σ ℓ_S P_S`` for every relation ``r ≠ same``."""
     ell = _ell_array(scheme, ell)
     L = ell @ scheme.table
@@ -250,7 +241,7 @@ def end_state_lp(
     *,
     objective: str = "E",
     fix_zero: Iterable[Any] = (),
-    strict: bool = True,
+    throw: bool = False,
 ) -> LPResult:
     """Vanishing-ridge max-margin linear programme over scheme logit coefficients (docs: Theory §8).
 
@@ -267,14 +258,10 @@ def end_state_lp(
             ``None`` for ``objective="H"`` (then no mode is fixed by κ).
         objective: ``"E"`` or ``"H"``.
         fix_zero: projector labels whose ``ℓ_S`` is constrained to 0.
-        strict: raise ``RuntimeError`` when the solver does not report optimality (else warn and return).
+        throw: raise :class:`~ufmtheory._results.SolverError` when the status is not ``"ok"``.
 
     Returns:
-        :class:`LPResult`.
-
-    Raises:
-        RuntimeError: the programme is infeasible (e.g. the leaves of a hierarchy with ``β = 0``) or the
-            solver failed; the message carries the solver's.
+        :class:`LPResult`; ``status`` ``"infeasible"`` e.g. for the leaves of a hierarchy with ``β = 0``.
 
     Example (standard UFM weights give the ETF, ``ℓ_S = 1``):
         >>> from ufmtheory.algebra import factorial_scheme
@@ -302,13 +289,9 @@ def end_state_lp(
     # O(distance), so the decision is only as sharp as the dual feasibility tolerance.
     tols = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
     res = linprog(c, A_ub=A_ub, b_ub=b_ub, bounds=(0, None), method="highs", options=tols)
-    solve_time = time.perf_counter() - start
-    status = _LINPROG_STATUS.get(res.status, f"status_{res.status}")
-    if res.status != 0:
-        msg = f"end-state LP not optimal: {status} ({res.message})"
-        if strict:
-            raise RuntimeError(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    wall = time.perf_counter() - start
+    status, what = _LINPROG_STATUS.get(res.status, ("failed", f"linprog status {res.status}"))
+    message = "" if status == "ok" else f"end-state LP: {what} ({res.message})"
     ell = np.zeros(n_S)
     duals = np.full(n_r - 1, np.nan)
     if res.x is not None:
@@ -319,20 +302,21 @@ def end_state_lp(
             duals = -np.asarray(marg.marginals) / row_scale  # y_r for the unscaled constraint
     slack = D @ ell - 1.0
     objective_value = float(np.sum(weights[free] * np.abs(ell[free]))) if free.size else 0.0
-    return LPResult(
+    result = LPResult(
         ell={S: float(ell[i]) for i, S in enumerate(scheme.labels)},
         objective=objective_value,
         status=status,
+        message=message,
         method="scipy-linprog-highs",
-        solve_time=solve_time,
         slack={_relation_key(scheme, r + 1): float(slack[r]) for r in range(n_r - 1)},
         duals={_relation_key(scheme, r + 1): float(duals[r]) for r in range(n_r - 1)},
         weights=np.where(fixed, np.inf, weights),
         labels=scheme.labels,
         objective_kind=objective,
         fixed_zero=tuple(scheme.labels[i] for i in np.flatnonzero(fixed) if i != 0),
-        stats={"message": str(res.message), "iterations": int(getattr(res, "nit", -1))},
+        stats=make_stats(int(getattr(res, "nit", 0)), wall, solver_message=str(res.message)),
     )
+    return finish(result, throw)
 
 
 # -- the finite-ridge convex programme -----------------------------------------------------------------
@@ -356,40 +340,40 @@ def reduced_ce(scheme: AssociationScheme, ell: Any) -> tuple[float, np.ndarray, 
     return ce, grad, hess
 
 
-def regularised_end_state(
+def regularized_end_state(
     scheme: AssociationScheme,
     kappa: Any,
-    lam: float,
     *,
+    lam_WX: float,
     objective: str = "E",
     fix_zero: Iterable[Any] = (),
-) -> RegularisedEndState:
-    """Global minimiser of ``CE(Σ ℓ_S P_S) + lam Σ_{S≠∅} weight_S |ℓ_S|`` over scheme coefficients.
+    throw: bool = False,
+) -> RegularizedEndState:
+    """Global minimiser of ``CE(Σ ℓ_S P_S) + lam_WX Σ_{S≠∅} weight_S |ℓ_S|`` over scheme coefficients.
 
-    With ``lam = sqrt(λ_W λ_X)`` this is the regularised (modified) UFM minimised over its factorisations:
+    With ``lam_WX = sqrt(λ_W λ_X)`` this is the regularised (modified) UFM minimised over its factorisations:
     ``min_{w h = ℓ} λ_W/2 m w² + λ_E/2 m h²/κ = sqrt(λ_W λ_E) m |ℓ|/sqrt κ`` (``objective="E"``), or with
-    ``κ ≡ 1`` for ridge on H (then it is Zhu's ETF, ``ℓ_S = ln(1/lam - K + 1)``). Convex in ``ℓ``; solved by
-    L-BFGS-B on ``ℓ = ℓ⁺ - ℓ⁻`` and polished by Newton on the support, with the KKT conditions checked.
+    ``κ ≡ 1`` for ridge on H (then it is Zhu's ETF, ``ℓ_S = ln(1/lam_WX - K + 1)``). Convex in ``ℓ``;
+    solved by L-BFGS-B on ``ℓ = ℓ⁺ - ℓ⁻`` and polished by Newton on the support, with the KKT conditions
+    checked.
 
     Args:
         scheme, kappa, objective, fix_zero: as in :func:`end_state_lp`.
-        lam: ridge constant ``sqrt(λ_W λ_X) > 0``.
+        lam_WX: ridge constant ``sqrt(λ_W λ_X) > 0``.
+        throw: raise :class:`~ufmtheory._results.SolverError` when the status is not ``"ok"``.
 
     Returns:
-        :class:`RegularisedEndState` (``status != "optimal"`` when the KKT check fails; it never raises on
-        that, the caller decides).
+        :class:`RegularizedEndState` (``status`` ``"inaccurate"`` when the KKT check fails).
 
     Example (standard UFM weights: Zhu's ``x* = ln(1/ε - (K - 1))`` with ``ε = 0.01``, K = 4):
         >>> from ufmtheory.algebra import factorial_scheme
-        >>> r = regularised_end_state(factorial_scheme((2, 2)), None, 0.01, objective="H")
+        >>> r = regularized_end_state(factorial_scheme((2, 2)), None, lam_WX=0.01, objective="H")
         >>> [round(v, 8) for v in r.ell.values()], round(math.log(97), 8)
         ([0.0, 4.57471098, 4.57471098, 4.57471098], 4.57471098)
     """
     scheme = _check_scheme(scheme)
     kappa = _check_kappa(scheme, kappa, objective)
-    if not isinstance(lam, (int, float, np.integer, np.floating)) or not math.isfinite(lam) or lam <= 0:
-        raise ValueError(f"lam must be a finite number > 0, got {lam!r}")
-    lam = float(lam)
+    lam = _validate.positive("lam_WX", lam_WX)
     weights = lp_weights(scheme, kappa, objective)
     fixed = _fixed_mask(scheme, kappa, fix_zero)
     free = np.flatnonzero(~fixed)
@@ -444,9 +428,11 @@ def regularised_end_state(
         r = grad[i] / (lam * weights[i])
         resid = max(resid, abs(r + np.sign(ell[i])) if ell[i] != 0 else max(abs(r) - 1.0, 0.0))
     penalty = lam * float(np.sum(wf * np.abs(ell[free])))
-    solve_time = time.perf_counter() - start
-    status = "optimal" if resid < 1e-9 else f"kkt residual {resid:.3g} (L-BFGS-B: {opt.message})"
-    return RegularisedEndState(
+    wall = time.perf_counter() - start
+    status, message = "ok", ""
+    if not resid < 1e-9:
+        status, message = "inaccurate", f"kkt residual {resid:.3g} (L-BFGS-B: {opt.message})"
+    result = RegularizedEndState(
         ell={S: float(ell[i]) for i, S in enumerate(scheme.labels)},
         objective=ce + penalty,
         ce=ce,
@@ -454,13 +440,15 @@ def regularised_end_state(
         g={S: float(g[i]) for i, S in enumerate(scheme.labels)},
         kkt_residual=float(resid),
         status=status,
+        message=message,
         method="lbfgsb+newton",
-        solve_time=solve_time,
         labels=scheme.labels,
         stats={
-            "lam": lam,
-            "iterations": int(opt.nit),
+            "n_evals": int(opt.nit),
+            "wall_time_s": wall,
+            "lam_WX": lam,
             "support": [scheme.labels[i] for i in support],
             "objective_kind": objective,
         },
     )
+    return finish(result, throw)

@@ -35,7 +35,7 @@ Large designs give a structured :class:`~ufmtheory.Trajectory` (Grams as coeffic
 see :class:`~ufmtheory.trajectory.StructuredGrams`) whose metrics come from the coefficients:
 
     >>> rp = ReducedProblem.from_parts(ut.algebra.factorial_scheme((1000, 1000)), alpha=1.0, beta=1.0)
-    >>> traj = reduced_flow(rp, 1e6, saveat=20)
+    >>> traj = reduced_solve(rp, 1e6, saveat=20).trajectory
     >>> traj.structured, traj.gram_H.shape, traj.gram_H.coefficients.shape
     (True, (21, 1000000, 1000000), (21, 4))
     >>> m = traj.metrics(traj.scheme)
@@ -44,7 +44,8 @@ see :class:`~ufmtheory.trajectory.StructuredGrams`) whose metrics come from the 
 """
 
 from ufmtheory.solvers import init, linear
-from ufmtheory.solvers.flow import choose_method, gradient_descent, gradient_flow
+from ufmtheory.solvers._frontend import choose_method
+from ufmtheory.solvers.flow import gradient_descent, gradient_flow
 from ufmtheory.solvers.optimize import optimize
 from ufmtheory.solvers.reduced import (
     MATERIALISE_MAX_K,
@@ -52,7 +53,7 @@ from ufmtheory.solvers.reduced import (
     ReducedSolution,
     aligned_full_init,
     feature_coefficients,
-    reduced_flow,
+    initial_coefficients,
     reduced_solve,
 )
 
@@ -66,7 +67,7 @@ __all__ = [
     "ReducedProblem",
     "ReducedSolution",
     "reduced_solve",
-    "reduced_flow",
+    "initial_coefficients",
     "aligned_full_init",
     "feature_coefficients",
     "MATERIALISE_MAX_K",

@@ -15,75 +15,34 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
 
-from ufmtheory.trajectory import Trajectory, log_grid
+from ufmtheory import _validate
+from ufmtheory._results import finish, make_stats
+from ufmtheory.models import Problem
+from ufmtheory.solvers._frontend import (
+    DEFAULT_MAX_EVALS,
+    check_max_evals,
+    check_method,
+    check_t1,
+    check_tolerances,
+    choose_method,
+    integrate,
+    resolve_init,
+    resolve_saveat,
+    step_grid,
+)
+from ufmtheory.trajectory import Trajectory
 
-__all__ = ["gradient_flow", "gradient_descent", "resolve_init", "choose_method"]
-
-_METHODS = ("auto", "RK45", "DOP853", "RK23", "LSODA", "BDF", "Radau")
-# Below this many parameters "auto" uses LSODA: it switches to BDF once the late flow turns stiff
-# (ridge, soft labels), where explicit methods need steps ∝ t. Its finite-difference Jacobian costs
-# n_params gradient evaluations, so large problems stay on the explicit DOP853.
-AUTO_STIFF_MAX_PARAMS = 1000
-
-
-def choose_method(method: str, n_params: int) -> str:
-    """Resolve ``method="auto"``: LSODA for problems with at most ``AUTO_STIFF_MAX_PARAMS`` parameters,
-    DOP853 otherwise; any other name is returned unchanged."""
-    if method != "auto":
-        return method
-    return "LSODA" if n_params <= AUTO_STIFF_MAX_PARAMS else "DOP853"
-
-
-def resolve_init(problem: Any, init: Any) -> np.ndarray:
-    """Flat float64 parameter vector from ``init``: a dict of blocks, a flat array, or ``None``
-    (small random init, scale 1e-3, seed 0)."""
-    from ufmtheory.solvers import init as init_mod
-
-    if init is None:
-        init = init_mod.small(problem, scale=1e-3, seed=0)
-    if isinstance(init, dict):
-        try:
-            return problem.pack(init)
-        except ValueError as exc:
-            raise ValueError(f"init: {exc}") from exc
-    theta = np.array(init, dtype=np.float64).ravel()
-    if theta.size != problem.n_params:
-        raise ValueError(f"init must have {problem.n_params} entries (flat) or be a dict of blocks")
-    if not np.all(np.isfinite(theta)):
-        raise ValueError("init contains NaN or inf")
-    return theta
-
-
-def _resolve_saveat(saveat: Any, t1: float) -> np.ndarray:
-    if saveat is None:
-        return log_grid(t1)
-    if isinstance(saveat, (int, np.integer)) and not isinstance(saveat, bool):
-        if saveat < 2:
-            raise ValueError(f"saveat as an int (number of log-spaced times) must be >= 2, got {saveat}")
-        return log_grid(t1, n=int(saveat))
-    ts = np.asarray(saveat, dtype=np.float64)
-    if ts.ndim != 1 or ts.size == 0:
-        raise ValueError("saveat must be None, an int (number of log-spaced points) or a 1-D array of times")
-    if not np.all(np.isfinite(ts)) or np.any(np.diff(ts) <= 0):
-        raise ValueError("saveat times must be finite and strictly increasing")
-    if ts[0] < 0 or ts[-1] > t1 * (1 + 1e-12):
-        raise ValueError(f"saveat times must lie in [0, t1 = {t1}]")
-    return ts
+__all__ = ["gradient_flow", "gradient_descent"]
 
 
 def _snapshot(problem: Any, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     params = problem.unpack(theta)
     gH, gW = problem.grams(params)
     return gH, gW, problem.loss(params)
-
-
-_SOLVERS = {"RK45": RK45, "DOP853": DOP853, "RK23": RK23, "LSODA": LSODA, "BDF": BDF, "Radau": Radau}
 
 
 class _Recorder:
@@ -146,11 +105,21 @@ def _advance(bar: Any, position: float) -> None:
         bar.n = min(bar.n, bar.total)  # n + (target - n) can round one ulp past the total
 
 
+def check_problem(problem: Any) -> Problem:
+    """``problem`` itself when it implements :class:`~ufmtheory.models.Problem`, else ``TypeError``."""
+    if not isinstance(problem, Problem):
+        raise TypeError(
+            f"problem must be a ufmtheory problem (UFM, ModifiedUFM, ...), got {type(problem).__name__}"
+        )
+    return problem
+
+
 def gradient_flow(
-    problem: Any,
+    problem: Problem,
     t1: float,
     *,
     init: Any = None,
+    scale: float | None = None,
     saveat: Any = None,
     method: str = "auto",
     rtol: float = 1e-8,
@@ -158,30 +127,37 @@ def gradient_flow(
     log_time: bool = True,
     save_params: bool = False,
     progress: bool = False,
-    max_evals: int | None = None,
+    max_evals: int | None = DEFAULT_MAX_EVALS,
+    throw: bool = False,
 ) -> Trajectory:
     """Integrate the gradient flow ``dθ/dt = -∇f(θ)`` of ``problem`` from ``t = 0`` to ``t1``.
 
     Args:
-        problem: a problem (e.g. :class:`ufmtheory.UFM`) with ``flat_loss_and_grad``, ``pack``/``unpack``
-            and ``grams``.
+        problem: a :class:`~ufmtheory.models.Problem` (e.g. :class:`ufmtheory.UFM`).
         t1: final gradient-flow time (> 0).
-        init: initial parameters (dict of blocks, flat vector, or ``None`` for ``init.small(..., 1e-3)``).
+        init: the start: ``None``/``"small"`` (``init.small(problem, scale or 1e-3, seed=0)``), ``"aligned"``
+            (``init.aligned(problem, scale or 1e-6)``: the same starting Grams as
+            :func:`ufmtheory.reduced_solve` at the same ``scale``), a dict of blocks or a flat vector.
+        scale: the initialiser's scale (with ``init`` ``None``, ``"small"`` or ``"aligned"`` only).
         saveat: times at which Grams are saved: an array in ``[0, t1]``, an int ``n`` (``log_grid(t1, n)``),
             or ``None`` (``log_grid(t1)``: 0 and 200 log-spaced times).
         method: ``"auto"`` (default: LSODA for problems with at most 1000 parameters, which handles the
             stiff late phase of regularised and soft-label flows; DOP853 above that) or one of scipy's
             ``solve_ivp`` methods: RK45, DOP853 (efficient at tight tolerances), RK23, LSODA, BDF, Radau.
-        rtol: relative tolerance of the integrator.
-        atol: absolute tolerance of the integrator.
+        rtol: relative tolerance of the integrator, in (0, 1).
+        atol: absolute tolerance of the integrator, in (0, 1).
         log_time: integrate in ``s = ln(1 + t)`` (default), which keeps step counts logarithmic in ``t1``.
         save_params: also store the parameters at every saved time (``Trajectory.params``).
         progress: show a tqdm progress bar (in units of the integration variable).
-        max_evals: stop with a failed status after this many gradient evaluations (``None``: no limit).
+        max_evals: stop with status ``"max_evals"`` after this many gradient evaluations (default 200 000;
+            ``None``: no cap).
+        throw: raise :class:`~ufmtheory._results.SolverError` instead of returning a result that is not ok.
 
     Returns:
-        :class:`~ufmtheory.trajectory.Trajectory` with ``time_unit="gf"``. ``status`` is ``"ok"`` or a
-        message; on failure the saved times end where the integrator stopped.
+        :class:`~ufmtheory.trajectory.Trajectory` with ``time_unit="gf"``; ``status`` ``"ok"``,
+        ``"max_evals"``, ``"nonfinite"`` or ``"failed"`` (then the saved times end where the run stopped and
+        ``message`` says why); ``stats``: ``n_evals``, ``wall_time_s``, ``saved``, ``log_time``, ``rtol``,
+        ``atol``.
 
     Example:
         >>> import ufmtheory as ut
@@ -190,19 +166,16 @@ def gradient_flow(
         >>> traj.status, traj.gram_H.shape
         ('ok', (6, 3, 3))
     """
-    if not isinstance(t1, (int, float, np.integer, np.floating)) or not math.isfinite(t1) or t1 <= 0:
-        raise ValueError(f"t1 must be a finite number > 0, got {t1!r}")
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    for name, tol in (("rtol", rtol), ("atol", atol)):
-        if not (isinstance(tol, (int, float)) and 0 < tol < 1):
-            raise ValueError(f"{name} must be in (0, 1), got {tol!r}")
-    t1 = float(t1)
-    theta0 = resolve_init(problem, init)
+    problem = check_problem(problem)
+    t1 = check_t1(t1)
+    method = check_method(method)
+    rtol, atol = check_tolerances(rtol, atol)
+    max_evals = check_max_evals(max_evals)
+    log_time = _validate.flag("log_time", log_time)
+    ts = resolve_saveat(saveat, t1)
+    theta0 = resolve_init(problem, init, scale)
     method = choose_method(method, theta0.size)
-    ts = _resolve_saveat(saveat, t1)
 
-    evals = 0
     bar = _progress_bar(
         progress,
         math.log1p(t1) if log_time else t1,
@@ -210,45 +183,29 @@ def gradient_flow(
     )
 
     def rhs(s: float, theta: np.ndarray) -> np.ndarray:
-        nonlocal evals
-        evals += 1
-        if max_evals is not None and evals > max_evals:
-            raise _Stop(f"max_evals={max_evals} gradient evaluations reached")
         _, g = problem.flat_loss_and_grad(theta)
-        if not np.all(np.isfinite(g)):
-            raise _Stop(f"non-finite gradient at {'s' if log_time else 't'} = {s:.6g}")
-        if bar is not None:
-            _advance(bar, s)
         g *= -math.exp(s) if log_time else -1.0  # g is freshly allocated by the problem: scale in place
         return g
 
-    to_internal: Callable[[np.ndarray], np.ndarray] = np.log1p if log_time else (lambda x: x)
-    s_eval = to_internal(ts)
-    s_span = (0.0, float(to_internal(np.array([t1]))[0]))
-    s_eval = np.clip(s_eval, s_span[0], s_span[1])
+    s1 = math.log1p(t1) if log_time else t1
+    s_eval = np.clip(np.log1p(ts) if log_time else ts, 0.0, s1)
     start = time.perf_counter()
-    status = "ok"
     recorder = _Recorder(problem, s_eval.size, save_params)
-    # Step the integrator by hand (as solve_ivp does) and record each save time from the step's dense
-    # output as soon as the step passes it, so no stack of whole states is ever held.
-    idx = int(np.searchsorted(s_eval, s_span[0], side="right"))
-    for _ in range(idx):
-        recorder.record(theta0)
+    status, message, n_evals = "failed", "interrupted", 0
     try:
-        solver = _SOLVERS[method](rhs, s_span[0], theta0, s_span[1], rtol=rtol, atol=atol)
-        while solver.status == "running":
-            message = solver.step()
-            if solver.status == "failed":
-                status = f"failed: {message}"
-                break
-            stop = int(np.searchsorted(s_eval, solver.t, side="right"))
-            if stop > idx:
-                interpolant = solver.dense_output()
-                for s in s_eval[idx:stop]:
-                    recorder.record(interpolant(s))
-                idx = stop
-    except _Stop as stopped:
-        status = f"failed: {stopped}"
+        status, message, n_evals = integrate(
+            rhs,
+            theta0,
+            s1,
+            s_eval,
+            recorder.record,
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            max_evals=max_evals,
+            variable="s" if log_time else "t",
+            progress=None if bar is None else (lambda s: _advance(bar, s)),
+        )
     finally:
         if bar is not None:
             if status == "ok":
@@ -259,73 +216,54 @@ def gradient_flow(
         # Keep at least the initial state so the Trajectory is well formed and says where it stopped.
         recorder = _Recorder(problem, 1, save_params)
         recorder.record(theta0)
-    n_saved = recorder.count
     data = recorder.collect(ts)
-    return Trajectory(
+    if status == "ok" and not (np.all(np.isfinite(data["loss"])) and np.all(np.isfinite(data["gram_H"]))):
+        status, message = "nonfinite", "non-finite loss or Grams at a saved time"
+    traj = Trajectory(
         ts=data["ts"],
         gram_H=data["gram_H"],
         gram_W=data["gram_W"],
         loss=data["loss"],
         status=status,
-        stats={
-            "evaluations": evals,
-            "saved": n_saved,
-            "wall_time": wall,
-            "log_time": log_time,
-            "rtol": rtol,
-            "atol": atol,
-        },
+        message=message,
+        stats=make_stats(n_evals, wall, saved=recorder.count, log_time=log_time, rtol=rtol, atol=atol),
         time_unit="gf",
         method=method,
         meta=problem.describe(),
         params=data["params"],
     )
-
-
-class _Stop(Exception):
-    """Raised inside the right-hand side to end an integration cleanly."""
-
-
-def _step_grid(steps: int, saveat: Any) -> np.ndarray:
-    if saveat is None:
-        saveat = 200
-    if isinstance(saveat, (int, np.integer)) and not isinstance(saveat, bool):
-        if saveat < 1:
-            raise ValueError(f"saveat as an int (number of log-spaced steps) must be >= 1, got {saveat}")
-        grid = np.unique(np.round(np.logspace(0, np.log10(max(steps, 1)), int(saveat))).astype(np.int64))
-        return np.concatenate([[0], grid[grid <= steps]])
-    grid = np.asarray(saveat)
-    if grid.ndim != 1 or grid.size == 0 or not np.issubdtype(grid.dtype, np.integer):
-        raise ValueError("saveat must be None, an int, or a 1-D array of integer step indices")
-    if np.any(np.diff(grid) <= 0) or grid[0] < 0 or grid[-1] > steps:
-        raise ValueError(f"saveat steps must be strictly increasing and lie in [0, steps = {steps}]")
-    return grid.astype(np.int64)
+    return finish(traj, throw)
 
 
 def gradient_descent(
-    problem: Any,
+    problem: Problem,
     lr: float,
     steps: int,
     *,
     init: Any = None,
+    scale: float | None = None,
     saveat: Any = None,
     save_params: bool = False,
     progress: bool = False,
+    throw: bool = False,
 ) -> Trajectory:
     """Exact discrete gradient descent ``θ_{k+1} = θ_k - lr ∇f(θ_k)``.
 
     Args:
-        problem: a problem (e.g. :class:`ufmtheory.UFM`).
+        problem: a :class:`~ufmtheory.models.Problem` (e.g. :class:`ufmtheory.UFM`).
         lr: learning rate (> 0).
         steps: number of steps (>= 1).
-        init: as in :func:`gradient_flow`.
-        saveat: integer step indices to save, an int ``n`` (about n log-spaced steps) or ``None`` (200).
+        init, scale: as in :func:`gradient_flow`.
+        saveat: integer step indices to save, an int ``n`` (about n log-spaced steps) or ``None`` (200)
+            (:func:`ufmtheory.solvers._frontend.step_grid`).
         save_params: also store the parameters at the saved steps.
         progress: show a tqdm progress bar.
+        throw: raise :class:`~ufmtheory._results.SolverError` instead of returning a result that is not ok.
 
     Returns:
         Trajectory whose ``ts = lr × step`` are gradient-flow times (``time_unit="gf"``; the step indices
-        are in ``stats["steps_saved"]``). A non-finite loss stops the run with a failed status.
+        are in ``stats["steps_saved"]``). A non-finite loss or gradient stops the run with status
+        ``"nonfinite"``.
 
     Example:
         >>> import ufmtheory as ut
@@ -334,20 +272,15 @@ def gradient_descent(
         >>> traj.ts.tolist()
         [0.0, 0.5, 2.5, 11.0, 50.0]
     """
-    if (
-        isinstance(lr, bool)
-        or not isinstance(lr, (int, float, np.floating))
-        or not (math.isfinite(lr) and lr > 0)
-    ):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    theta = resolve_init(problem, init).copy()
-    grid = _step_grid(int(steps), saveat)
+    problem = check_problem(problem)
+    lr = _validate.positive("lr", lr)
+    steps = _validate.integer("steps", steps, low=1)
+    grid = step_grid(steps, saveat)
+    theta = resolve_init(problem, init, scale).copy()
     save_set = set(grid.tolist())
     recorder = _Recorder(problem, grid.size, save_params)
     saved_steps: list[int] = []
-    status = "ok"
+    status, message, n_evals = "ok", "", 0
     bar = _progress_bar(progress, steps, "gradient descent")
     start = time.perf_counter()
     try:
@@ -358,8 +291,9 @@ def gradient_descent(
             if k == steps:
                 break
             loss, g = problem.flat_loss_and_grad(theta)
+            n_evals += 1
             if not (math.isfinite(loss) and np.all(np.isfinite(g))):
-                status = f"failed: non-finite loss or gradient at step {k} (lr too large?)"
+                status, message = "nonfinite", f"non-finite loss or gradient at step {k} (lr too large?)"
                 break
             theta -= lr * g
             if bar is not None:
@@ -370,20 +304,17 @@ def gradient_descent(
     wall = time.perf_counter() - start
     steps_arr = np.array(saved_steps, dtype=np.int64)
     data = recorder.collect(lr * steps_arr.astype(np.float64))
-    return Trajectory(
+    traj = Trajectory(
         ts=data["ts"],
         gram_H=data["gram_H"],
         gram_W=data["gram_W"],
         loss=data["loss"],
         status=status,
-        stats={
-            "evaluations": int(min(steps, saved_steps[-1] + 1)),
-            "wall_time": wall,
-            "lr": float(lr),
-            "steps_saved": steps_arr.tolist(),
-        },
+        message=message,
+        stats=make_stats(n_evals, wall, lr=lr, steps_saved=steps_arr.tolist()),
         time_unit="gf",
         method="gd",
         meta=problem.describe(),
         params=data["params"],
     )
+    return finish(traj, throw)

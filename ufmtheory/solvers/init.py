@@ -2,8 +2,10 @@
 
 * :func:`small`: i.i.d. Gaussian entries of standard deviation ``scale`` (the "small random init" of the
   theory: every mode starts near the origin, with no alignment).
-* :func:`aligned`: balanced (``WᵀW = HHᵀ``) and aligned with the SVD of the centred label matrix, as the
-  exact ETF-mode and reduced dynamics assume (docs: Theory §4.3, §6).
+* :func:`aligned`: balanced (``WᵀW = HHᵀ``, or ``WᵀW = EEᵀ`` for the modified UFM) and aligned with the SVD
+  of the centred label matrix, as the exact ETF-mode and reduced dynamics assume (docs: Theory §4.3, §6).
+  Its ``scale`` is the size of the starting label Gram ``W Wᵀ``, the same ``scale`` as
+  :func:`ufmtheory.reduced_solve`'s: both start from the same Grams.
 
 Both return a dict of parameter blocks keyed like ``problem.param_shapes``.
 """
@@ -14,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from ufmtheory.models import check_nonnegative
+from ufmtheory import _validate
 
 __all__ = ["small", "normal", "aligned", "centred_labels"]
 
 
 def _check_scale(scale: Any) -> float:
-    scale = check_nonnegative("scale", scale)
+    scale = _validate.nonnegative("scale", scale)
     if scale == 0:
         raise ValueError("scale must be > 0 (the origin is a critical point: gradient flow never leaves it)")
     return scale
@@ -49,7 +51,7 @@ def small(problem: Any, scale: float = 1e-3, seed: int | np.random.Generator = 0
 
 
 def _check_std(name: str, value: Any) -> float:
-    value = check_nonnegative(name, value)
+    value = _validate.nonnegative(name, value)
     if value == 0:
         raise ValueError(f"{name} must be > 0 (the origin is a critical point)")
     return value
@@ -101,23 +103,32 @@ def centred_labels(design: Any) -> np.ndarray:
     return (design.Y - 1.0 / design.V) * design.pi
 
 
-def aligned(problem: Any, scale: float = 1e-3) -> dict[str, np.ndarray]:
-    """Balanced initialisation aligned with the SVD of the centred labels.
+def aligned(problem: Any, scale: float = 1e-6) -> dict[str, np.ndarray]:
+    """Balanced initialisation aligned with the SVD of the centred labels; ``scale`` sizes the Grams.
 
-    With ``centred_labels(design) = U S Vᵀ`` (rank r) and ``R`` the first r coordinate axes of ``R^d``::
+    With ``centred_labels(design) = U S Vᵀ`` (rank r), ``D = (S/s_max)^{1/2}`` and ``R`` the first r
+    coordinate axes of ``R^d``, the standard UFM starts at::
 
-        W = sqrt(scale) U (S/s_max)^{1/2} Rᵀ,   H = sqrt(scale) R (S/s_max)^{1/2} Vᵀ
+        W = sqrt(scale) U D Rᵀ,   H = sqrt(scale) R D Vᵀ
 
-    so ``WᵀW = HHᵀ`` (balanced) and the logits are ``scale · U (S/s_max) Vᵀ``. For a balanced one-hot design
-    with K classes and one context per class this is ``L = W H = scale · C_K`` and
+    so ``WᵀW = HHᵀ`` (balanced), ``W Wᵀ = scale · U D² Uᵀ`` and the logits are ``scale · U D² Vᵀ``. For a
+    balanced one-hot design with K classes and one context per class this is ``L = W H = scale · C_K`` and
     ``W Wᵀ = HᵀH = scale · C_K``: the exact ETF mode (docs: Theory §4.3), ``u(0) = scale``.
 
-    For a :class:`ufmtheory.ModifiedUFM` (blocks ``W`` and ``E``) the embeddings are the minimum-norm
-    ``E = H K_x^{-1} X̃ᵀ``, so that ``E X̃ = H``: features, logits and Grams start exactly as for the UFM
-    (with ``normalize=r`` every column of this H has the same norm, so the normalised features stay aligned).
+    For a :class:`ufmtheory.ModifiedUFM` (blocks ``W`` and ``E``) the raw features carry the attribute
+    kernel ``K_x = X̃ᵀX̃``: ``H = E X̃ = sqrt(scale) R D Vᵀ K_x^{1/2}`` with the minimum-norm
+    ``E = H K_x^{-1} X̃ᵀ``, which makes the start balanced for the modified flow (``WᵀW = EEᵀ``, a conserved
+    quantity without ridge). On a one-hot factorial or hierarchical design the Grams are then exactly
+    those of :func:`ufmtheory.reduced_solve` at the same ``scale``: ``W Wᵀ = Σ_S scale P_S``,
+    ``HᵀH = Σ_S κ_S scale P_S`` (``S ≠ ∅``), and every column of H has the same norm (so with
+    ``normalize=r`` the normalised features stay aligned).
+
+    Args:
+        problem: a problem with blocks ``(W, H)`` or ``(W, E)``.
+        scale: size of the starting label Gram (> 0); default 1e-6.
 
     Raises:
-        ValueError: if ``problem.dim`` is smaller than the rank of the centred labels.
+        ValueError: if ``problem.dim`` is smaller than the rank of the centred labels, or ``K_x`` is singular.
 
     Example:
         >>> import numpy as np, ufmtheory as ut
@@ -144,12 +155,17 @@ def aligned(problem: Any, scale: float = 1e-3) -> dict[str, np.ndarray]:
     W = np.zeros((design.V, problem.dim))
     H = np.zeros((problem.dim, design.m))
     W[:, :rank] = U[:, :rank] * root
-    H[:rank, :] = root[:, None] * Vt[:rank]
     if blocks == {"W", "H"}:
+        H[:rank, :] = root[:, None] * Vt[:rank]
         return {"W": W, "H": H}
     X_tilde = problem.X_tilde  # (p + m, m); K_x = X̃ᵀX̃ is positive definite when beta > 0
-    try:
-        E = np.linalg.solve(X_tilde.T @ X_tilde, X_tilde.T).T  # (p + m, m) -> E = H @ this.T
-    except np.linalg.LinAlgError as exc:
-        raise ValueError("aligned() needs an invertible attribute kernel K_x (beta > 0)") from exc
-    return {"W": W, "E": H @ E.T}
+    evals, Q = np.linalg.eigh(X_tilde.T @ X_tilde)
+    if evals[0] <= 1e-12 * evals[-1]:
+        raise ValueError("aligned() needs an invertible attribute kernel K_x (beta > 0)")
+    sqrt_K = (Q * np.sqrt(evals)) @ Q.T
+    inv_sqrt_K = (Q / np.sqrt(evals)) @ Q.T
+    H[:rank, :] = (root[:, None] * Vt[:rank]) @ sqrt_K  # E X̃ = H
+    E = ((root[:, None] * Vt[:rank]) @ inv_sqrt_K) @ X_tilde.T  # H K_x^{-1} X̃ᵀ
+    E_full = np.zeros((problem.dim, X_tilde.shape[0]))
+    E_full[:rank] = E
+    return {"W": W, "E": E_full}

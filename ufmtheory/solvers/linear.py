@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from ufmtheory import _validate
+from ufmtheory.algebra.modes import escape_rate
+
 __all__ = [
     "factorial_kernel_eigenvalues",
     "growth_rate",
@@ -29,12 +32,7 @@ __all__ = [
 
 
 def _check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {value}")
-    return value
+    return _validate.nonnegative(name, value) if allow_zero else _validate.positive(name, value)
 
 
 def factorial_kernel_eigenvalues(sizes: tuple[int, ...], alpha: float, beta: float) -> dict[str, Any]:
@@ -78,7 +76,7 @@ def growth_rate(kappa: float, K: int) -> float:
     return 2.0 * math.sqrt(kappa) / K
 
 
-def linear_rates(kappa: float, K: int, lam_W: float = 0.0, lam_reg: float = 0.0, ridge: str = "E") -> float:
+def linear_rates(kappa: float, K: int, *, lam_W: float = 0.0, lam_X: float = 0.0, ridge: str = "E") -> float:
     """Growth rate of the logit coefficient ``ℓ = w h`` of the linearised dynamics with ridge.
 
     Near the origin ``g = 1/K`` and ``(w, h)`` obey the linear system ``d/dt (w, h) = A (w, h)`` with
@@ -89,7 +87,7 @@ def linear_rates(kappa: float, K: int, lam_W: float = 0.0, lam_reg: float = 0.0,
         kappa: attribute-kernel eigenvalue of the mode (>= 0).
         K: number of contexts.
         lam_W: ridge on W.
-        lam_reg: ridge on H (``ridge="H"``) or on E (``ridge="E"``).
+        lam_X: ridge on H (``ridge="H"``) or on E (``ridge="E"``).
         ridge: ``"H"`` or ``"E"``.
 
     Example:
@@ -98,21 +96,18 @@ def linear_rates(kappa: float, K: int, lam_W: float = 0.0, lam_reg: float = 0.0,
     """
     kappa = _check_positive("kappa", kappa, allow_zero=True)
     lam_W = _check_positive("lam_W", lam_W, allow_zero=True)
-    lam_reg = _check_positive("lam_reg", lam_reg, allow_zero=True)
+    lam_X = _check_positive("lam_X", lam_X, allow_zero=True)
     if ridge not in ("H", "E"):
         raise ValueError(f"ridge must be 'H' or 'E', got {ridge!r}")
     growth_rate(kappa, K)  # validates K
-    g = 1.0 / K
-    damp_h = kappa * lam_reg if ridge == "H" else lam_reg
-    A = np.array([[-lam_W, g], [kappa * g, -damp_h]])
-    return float(2.0 * np.linalg.eigvals(A).real.max())
+    return 2.0 * escape_rate(1.0 / K, kappa, lam_W=lam_W, lam_X=lam_X, ridge=ridge)
 
 
-def saxe_mode(t: Any, kappa: float, K: int, l0: float, lam: float = 0.0) -> Any:
+def saxe_mode(t: Any, kappa: float, K: int, l0: float, *, lam_WX: float = 0.0) -> Any:
     """Saxe-type logistic trajectory of one balanced logit mode with the quadratic CE surrogate.
 
-    ``dℓ/dt = 2ℓ (sqrt(κ)(1 - ℓ/K)/K - λ)`` (balanced ``h = sqrt(κ) w``, ridge λ on E and W) has the
-    solution ``ℓ(t) = ℓ* / (1 + (ℓ*/ℓ0 - 1) e^{-r t})`` with ``r = 2(sqrt(κ)/K - λ)`` and
+    ``dℓ/dt = 2ℓ (sqrt(κ)(1 - ℓ/K)/K - λ)`` (balanced ``h = sqrt(κ) w``, ridge ``λ = lam_WX`` on E and W) has
+    the solution ``ℓ(t) = ℓ* / (1 + (ℓ*/ℓ0 - 1) e^{-r t})`` with ``r = 2(sqrt(κ)/K - λ)`` and
     ``ℓ* = K (1 - λ K / sqrt(κ))``. Only the early, sigmoidal rise is meaningful: the surrogate saturates at
     ``ℓ* ≈ K`` where the true cross-entropy keeps growing logits like ``ln t``.
 
@@ -121,7 +116,7 @@ def saxe_mode(t: Any, kappa: float, K: int, l0: float, lam: float = 0.0) -> Any:
         kappa: attribute-kernel eigenvalue (> 0).
         K: number of contexts.
         l0: initial logit coefficient (> 0).
-        lam: ridge (>= 0).
+        lam_WX: ridge ``sqrt(λ_W λ_E)`` (equal ridges λ on W and E: λ) (>= 0).
 
     Example:
         >>> float(saxe_mode(0.0, 4.0, 9, 1e-3))
@@ -129,7 +124,7 @@ def saxe_mode(t: Any, kappa: float, K: int, l0: float, lam: float = 0.0) -> Any:
     """
     kappa = _check_positive("kappa", kappa)
     l0 = _check_positive("l0", l0)
-    lam = _check_positive("lam", lam, allow_zero=True)
+    lam = _check_positive("lam_WX", lam_WX, allow_zero=True)
     growth_rate(kappa, K)
     t = np.asarray(t, dtype=np.float64)
     if not np.all(np.isfinite(t)) or np.any(t < 0):

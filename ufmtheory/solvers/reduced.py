@@ -1,5 +1,6 @@
 """The reduced flow on the association-scheme coefficients: :class:`ReducedProblem`, :func:`reduced_solve`
-(-> :class:`ReducedSolution`), :func:`reduced_flow` (-> Trajectory) and :func:`aligned_full_init`."""
+(-> :class:`ReducedSolution`, whose ``trajectory`` is the Gram :class:`~ufmtheory.Trajectory`),
+:func:`initial_coefficients` and :func:`aligned_full_init`."""
 
 from __future__ import annotations
 
@@ -7,24 +8,34 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
+from ufmtheory import _validate
+from ufmtheory._results import ResultMixin, finish, make_stats
 from ufmtheory.algebra.schemes import AssociationScheme, scheme
 from ufmtheory.algebra.structured import GramTooLargeError, StructuredGrams
-from ufmtheory.models import UFM, ModifiedUFM, check_nonnegative
-from ufmtheory.trajectory import Trajectory, log_grid
-
-if TYPE_CHECKING:  # sympy is imported only when a reduced flow is first compiled (fast package import)
-    from ufmtheory.solvers.symbolic import CompiledReduced
+from ufmtheory.models import UFM, ModifiedUFM
+from ufmtheory.solvers._frontend import (
+    DEFAULT_MAX_EVALS,
+    DEFAULT_SCALE,
+    aligned_coefficients,
+    check_max_evals,
+    check_method,
+    check_t1,
+    check_tolerances,
+    integrate,
+    resolve_saveat,
+)
+from ufmtheory.solvers.symbolic import CompiledReduced, compile_reduced
+from ufmtheory.trajectory import Trajectory
 
 __all__ = [
     "ReducedProblem",
     "ReducedSolution",
     "reduced_solve",
-    "reduced_flow",
+    "initial_coefficients",
     "aligned_full_init",
     "feature_coefficients",
     "MATERIALISE_MAX_K",
@@ -35,7 +46,6 @@ MATERIALISE_MAX_K = 4096
 Gram stacks would exceed 2 GiB, the Trajectory holds :class:`~ufmtheory.trajectory.StructuredGrams`)."""
 
 _MATERIALISE_MAX_BYTES = 2 * 1024**3  # both Gram stacks together
-_METHODS = ("RK45", "DOP853", "RK23", "LSODA", "BDF", "Radau")
 # Above this decay rate × time the ridge makes the late flow stiff: explicit DOP853 then needs ~rate·t/6
 # steps, and LSODA (Adams, switching to BDF) is 3-4x faster at equal or better accuracy on the grids of
 # benchmarks/bench_reduced.py (rate·t = 70..5000: 1.5-4.5k vs 3.4-20k evaluations, errors ~3e-8 vs up to 6e-7
@@ -73,13 +83,10 @@ class ReducedProblem:
             raise ValueError(f"ridge must be 'H' or 'E', got {self.ridge!r}")
         kappa.setflags(write=False)
         object.__setattr__(self, "kappa", kappa)
-        object.__setattr__(self, "lam_W", check_nonnegative("lam_W", self.lam_W))
-        object.__setattr__(self, "lam_X", check_nonnegative("lam_X", self.lam_X))
+        object.__setattr__(self, "lam_W", _validate.nonnegative("lam_W", self.lam_W))
+        object.__setattr__(self, "lam_X", _validate.nonnegative("lam_X", self.lam_X))
         if self.normalize is not None:
-            r = check_nonnegative("normalize", self.normalize)
-            if r == 0:
-                raise ValueError("normalize must be None or a radius > 0")
-            object.__setattr__(self, "normalize", r)
+            object.__setattr__(self, "normalize", _validate.positive("normalize", self.normalize))
 
     @classmethod
     def from_parts(
@@ -125,8 +132,8 @@ class ReducedProblem:
         raise TypeError(f"problem must be a UFM, ModifiedUFM or ReducedProblem, got {type(problem).__name__}")
 
 
-@dataclass(frozen=True, eq=False)
-class ReducedSolution:
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ReducedSolution(ResultMixin):
     """Coefficient trajectories of the reduced flow.
 
     Attributes:
@@ -136,14 +143,16 @@ class ReducedSolution:
         loss: (T,) objective values.
         scheme: the association scheme.
         problem: the :class:`ReducedProblem` solved.
-        status: ``"ok"`` or why the integration stopped (then ``ts`` ends there).
-        stats: evaluations, wall time, tolerances.
-        method: the scipy integrator.
         trajectory: the :class:`~ufmtheory.Trajectory` of the Grams ``Σ h_S² P_S``, ``Σ w_S² P_S``: dense
             arrays for small K, :class:`~ufmtheory.trajectory.StructuredGrams` (coefficients + scheme) for
-            large K or when asked (``structured=True``).
+            large K or when asked (``structured=True``); same status, message and stats.
         h_raw: (T, n_S) coefficients ``a_S`` of the pre-normalisation features ``E X̃`` (the integrated
             state; equal to ``h`` without normalisation).
+        status: ``"ok"``, ``"max_evals"``, ``"nonfinite"`` or ``"failed"`` (then ``ts`` ends where it
+            stopped).
+        message: why it stopped.
+        stats: ``n_evals``, ``wall_time_s``, ``saved``, tolerances, ``n_S``, ``n_r``, ``K``.
+        method: the scipy integrator.
     """
 
     ts: np.ndarray
@@ -152,15 +161,15 @@ class ReducedSolution:
     loss: np.ndarray
     scheme: AssociationScheme
     problem: ReducedProblem
-    status: str
-    stats: dict[str, Any]
-    method: str
-    trajectory: Trajectory | None = None
-    h_raw: np.ndarray | None = None
+    trajectory: Trajectory
+    h_raw: np.ndarray
+    status: str = "ok"
+    message: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+    method: str = ""
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+    def __post_init__(self) -> None:
+        self._check_result()
 
     @property
     def gram_H_coeffs(self) -> np.ndarray:
@@ -196,23 +205,52 @@ def _coeff_vector(sch: AssociationScheme, name: str, c: Any) -> np.ndarray:
     return out
 
 
-def _initial_coefficients(
-    rp: ReducedProblem, init: Any, init_scale: float, init_ratio: str
+def initial_coefficients(
+    problem: ReducedProblem,
+    init: Any = None,
+    scale: float = DEFAULT_SCALE,
+    init_ratio: str = "balanced",
+    *,
+    on_sphere: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    sch = rp.scheme
+    """Starting coefficients ``(w0, h0)``, each ``(n_S,)``, of the reduced flow.
+
+    Args:
+        problem: the :class:`ReducedProblem`.
+        init: ``None`` or ``"aligned"``: :func:`~ufmtheory.solvers._frontend.aligned_coefficients` at
+            ``scale`` (``w_S = sqrt(scale)``, ``h_S = sqrt(κ_S) w_S``: the Grams of
+            ``init.aligned(problem, scale)``); or explicit ``(w0, h0)``, each a dict ``label -> value`` or an
+            ``(n_S,)`` array (with ``normalize`` ``h0`` are the raw coefficients of ``E X̃``).
+        scale: size of the starting label Gram (> 0), for the aligned start.
+        init_ratio: ``"balanced"`` (``h_S = sqrt(κ_S) w_S``) or ``"equal"`` (``h_S = w_S``); aligned
+            start only.
+        on_sphere: with ``problem.normalize = r``, rescale the raw features of the aligned start onto the
+            sphere of radius ``r`` (the normalised flow conserves ``‖E‖`` and moves H at a rate
+            ``∝ (r/‖E x̃_j‖)²``, so tiny raw features are a stiff, arbitrarily fast start).
+    """
+    sch = problem.scheme
+    if isinstance(init, str):
+        _validate.choice("init", init, ("aligned",))
+        init = None
     if init is not None:
+        if not isinstance(init, tuple | list) or len(init) != 2:
+            raise TypeError("init must be None, 'aligned' or a pair (w0, h0) of coefficient vectors")
         w0, h0 = (_coeff_vector(sch, n, c) for n, c in zip(("w0", "h0"), init, strict=True))
     else:
-        if init_ratio not in ("balanced", "equal"):
-            raise ValueError(f"init_ratio must be 'balanced' or 'equal', got {init_ratio!r}")
-        scale = check_nonnegative("init_scale", init_scale)
-        w0 = np.full(sch.n_S, scale)
-        w0[0] = 0.0  # the all-ones direction carries no gradient (g_∅ = 0)
-        h0 = np.sqrt(rp.kappa) * w0 if init_ratio == "balanced" else w0.copy()
-    bad = (rp.kappa == 0) & (h0 != 0)
+        w0, h0 = aligned_coefficients(problem.kappa, scale, init_ratio)
+        if on_sphere and problem.normalize is not None:
+            ranks = np.array(sch.ranks, dtype=np.float64)
+            col = math.sqrt(float((h0**2) @ ranks) / sch.K)
+            if col > 0:
+                h0 = h0 * (problem.normalize / col)
+    if not (np.all(np.isfinite(w0 * w0)) and np.all(np.isfinite(h0 * h0))):
+        raise ValueError(
+            "the initial coefficients are too large (their squares overflow): use a smaller scale"
+        )
+    bad = (problem.kappa == 0) & (h0 != 0)
     if np.any(bad):
         raise ValueError(f"h0 must be 0 on modes with κ_S = 0 (E X̃ cannot reach them): {np.flatnonzero(bad)}")
-    if rp.normalize is not None and not np.any(h0 != 0):
+    if problem.normalize is not None and not np.any(h0 != 0):
         raise ValueError(
             "with normalize, h0 (the raw features E X̃) must not be 0: columns cannot be normalised"
         )
@@ -236,83 +274,75 @@ def _stiffness(rp: ReducedProblem) -> float:
     return max(rp.lam_W, rate_h)
 
 
-def _resolve_saveat(saveat: Any, t1: float) -> np.ndarray:
-    if saveat is None:
-        return log_grid(t1)
-    if isinstance(saveat, (int, np.integer)) and not isinstance(saveat, bool):
-        return log_grid(t1, n=int(saveat))
-    ts = np.asarray(saveat, dtype=np.float64)
-    if ts.ndim != 1 or ts.size == 0 or np.any(np.diff(ts) <= 0) or ts[0] < 0 or ts[-1] > t1 * (1 + 1e-12):
-        raise ValueError(f"saveat must be None, an int, or increasing times in [0, t1 = {t1}]")
-    return ts
-
-
 def reduced_solve(
     problem: UFM | ModifiedUFM | ReducedProblem,
     t1: float,
     *,
-    init: tuple[Any, Any] | None = None,
-    init_scale: float = 1e-3,
+    init: Any = None,
+    scale: float = DEFAULT_SCALE,
     init_ratio: str = "balanced",
     saveat: Any = None,
     method: str = "auto",
     rtol: float = 1e-10,
     atol: float = 1e-12,
     structured: bool | None = None,
-    materialise: bool | None = None,
+    max_evals: int | None = DEFAULT_MAX_EVALS,
+    throw: bool = False,
 ) -> ReducedSolution:
     """Integrate the exact reduced flow on the scheme coefficients ``w_S, h_S`` from 0 to ``t1``.
 
-    The integration runs in log-time ``s = ln(1 + t)`` (as :func:`ufmtheory.gradient_flow`), so steps grow
+    The one reduced solver: the result holds the coefficients and, in ``.trajectory``, the Gram
+    :class:`~ufmtheory.Trajectory` (what :func:`ufmtheory.gradient_flow` returns for the full flow). The
+    integration runs in log-time ``s = ln(1 + t)`` (as :func:`ufmtheory.gradient_flow`), so steps grow
     with ``ln t1``.
 
     Args:
         problem: a :class:`~ufmtheory.UFM`, :class:`~ufmtheory.ModifiedUFM` (with or without ``normalize``)
             on a factorial/hierarchical one-hot design, or a :class:`ReducedProblem` (no K×K design needed).
         t1: final gradient-flow time (> 0).
-        init: optional explicit ``(w0, h0)``, each a dict ``label -> value`` or an ``(n_S,)`` array. With
-            ``normalize``, ``h0`` are the raw coefficients of ``E X̃`` (as in :func:`aligned_full_init`).
-        init_scale: without ``init``, ``w_S(0) = init_scale`` for every ``S ≠ ∅`` (``w_∅ = 0``).
-        init_ratio: without ``init``, ``"balanced"`` (``h_S = sqrt(κ_S) w_S``; ridge on E keeps it) or
+        init: ``None``/``"aligned"`` (the aligned start at ``scale``: the same Grams as
+            ``gradient_flow(problem, t1, init="aligned", scale=scale)``), or explicit ``(w0, h0)``, each a
+            dict ``label -> value`` or an ``(n_S,)`` array (with ``normalize``, ``h0`` are the raw
+            coefficients of ``E X̃``, as in :func:`aligned_full_init`).
+        scale: size of the starting label Gram, ``w_S(0)² = scale`` for every ``S ≠ ∅`` (default 1e-6).
+        init_ratio: aligned start only: ``"balanced"`` (``h_S = sqrt(κ_S) w_S``; ridge on E keeps it) or
             ``"equal"`` (``h_S = w_S``).
         saveat: as in :func:`ufmtheory.gradient_flow` (None: ``log_grid(t1)``; int n; or times).
         method: a scipy ``solve_ivp`` method, or ``"auto"`` (default): DOP853, unless the ridge makes the
             system stiff (``max(λ_W, λ_H max κ_S or λ_E) (1 + t1) > 10``; ridge on H with large K has
             ``κ_S ~ K/A_f``) or the features are normalised (the raw norm shrinks, tangential rates grow
             like its inverse square), then LSODA, which switches to an implicit method and stays fast.
-        rtol, atol: ``solve_ivp`` tolerances.
+        rtol, atol: integrator tolerances, in (0, 1).
         structured: store the trajectory's Grams as
             :class:`~ufmtheory.trajectory.StructuredGrams` (coefficients + scheme, nothing K×K) rather than
             dense arrays. ``None`` (default): structured when ``K > 4096`` or the two dense Gram stacks
             would exceed 2 GiB.
-        materialise: deprecated spelling of ``structured=not materialise``.
+        max_evals: stop with status ``"max_evals"`` after this many right-hand-side evaluations (default
+            200 000; ``None``: no cap).
+        throw: raise :class:`~ufmtheory._results.SolverError` instead of returning a result that is not ok.
 
     Returns:
-        :class:`ReducedSolution` (its ``trajectory`` is always set).
+        :class:`ReducedSolution`; a non-finite state ends the solve with status ``"nonfinite"``.
     """
     rp = _as_reduced(problem)
     if isinstance(problem, UFM):
         K = problem.design.m
         if problem.dim < K - 1:
             raise ValueError(f"the reduction needs dim >= K - 1 = {K - 1} (aligned init), got {problem.dim}")
-    if not isinstance(t1, (int, float, np.integer, np.floating)) or not math.isfinite(t1) or t1 <= 0:
-        raise ValueError(f"t1 must be a finite number > 0, got {t1!r}")
-    if method != "auto" and method not in _METHODS:
-        raise ValueError(f"method must be 'auto' or one of {_METHODS}, got {method!r}")
-    if materialise is not None:
-        if structured is not None and structured == bool(materialise):
-            raise ValueError("structured and materialise disagree; pass structured only")
-        structured = not materialise
-    t1 = float(t1)
+    t1 = check_t1(t1)
+    method = check_method(method)
+    rtol, atol = check_tolerances(rtol, atol)
+    max_evals = check_max_evals(max_evals)
+    if structured is not None:
+        structured = _validate.flag("structured", structured)
+    ts = resolve_saveat(saveat, t1)
     sch = rp.scheme
     if method == "auto":
         # Normalised features: the ridge (or the preconditioned tangential flow) shrinks the raw norm n while
         # the tangential rates grow like 1/n², so the system turns stiff; LSODA detects and handles that.
         stiff = rp.normalize is not None or _stiffness(rp) * (1.0 + t1) > _STIFF
         method = "LSODA" if stiff else "DOP853"
-    w0, h0 = _initial_coefficients(rp, init, init_scale, init_ratio)
-    ts = _resolve_saveat(saveat, t1)
-    from ufmtheory.solvers.symbolic import compile_reduced
+    w0, h0 = initial_coefficients(rp, init, scale, init_ratio)
 
     radius = rp.normalize
     fn: CompiledReduced = compile_reduced(
@@ -322,12 +352,9 @@ def reduced_solve(
     extra = () if radius is None else (radius,)
     logits, rhs_q, counts = fn.logits, fn.rhs_q, fn.counts
     exp = math.exp
-    evals = 0
 
     def rhs(s: float, y: np.ndarray) -> np.ndarray:
         # Inlined fn.rhs (this is the hot loop: ~10⁴ calls for K = 10⁶ with a stiff ridge).
-        nonlocal evals
-        evals += 1
         w, h = y[:n_S], y[n_S:]
         L = np.array(logits(w, h, *extra))
         e = np.exp(L - L.max())
@@ -335,39 +362,39 @@ def reduced_solve(
         return exp(s) * np.array(rhs_q(w, h, q, kappa, lam_W, lam_X, *extra))
 
     start = time.perf_counter()
-    s_eval = np.clip(np.log1p(ts), 0.0, math.log1p(t1))
-    sol = solve_ivp(
-        rhs,
-        (0.0, math.log1p(t1)),
-        np.concatenate([w0, h0]),
-        method=method,
-        t_eval=s_eval,
-        rtol=rtol,
-        atol=atol,
+    s1 = math.log1p(t1)
+    s_eval = np.clip(np.log1p(ts), 0.0, s1)
+    saved: list[np.ndarray] = []
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # reported as status "nonfinite"
+        status, message, n_evals = integrate(
+            rhs,
+            np.concatenate([w0, h0]),
+            s1,
+            s_eval,
+            lambda y: saved.append(np.array(y, dtype=np.float64)),
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            max_evals=max_evals,
+        )
+        wall = time.perf_counter() - start
+        Y = np.array(saved) if saved else np.concatenate([w0, h0])[None, :]
+        T = Y.shape[0]
+        w, h_raw = Y[:, :n_S], Y[:, n_S:]
+        h = feature_coefficients(sch, h_raw, radius)
+        loss = np.array(
+            [
+                fn.softmax(w[i], h_raw[i], radius)[1] + fn.penalty(w[i], h_raw[i], kappa, lam_W, lam_X)
+                for i in range(T)
+            ]
+        )
+    if status == "ok" and not (
+        np.all(np.isfinite(h)) and np.all(np.isfinite(w)) and np.all(np.isfinite(loss))
+    ):
+        status, message = "nonfinite", "non-finite coefficients or loss at a saved time"
+    stats = make_stats(
+        n_evals, wall, saved=T, log_time=True, rtol=rtol, atol=atol, n_S=n_S, n_r=sch.n_r, K=sch.K
     )
-    wall = time.perf_counter() - start
-    status = "ok" if sol.status == 0 else f"failed: {sol.message}"
-    Y = sol.y.T if sol.y.shape[1] else np.concatenate([w0, h0])[None, :]
-    T = Y.shape[0]
-    w, h_raw = Y[:, :n_S], Y[:, n_S:]
-    h = feature_coefficients(sch, h_raw, radius)
-    loss = np.array(
-        [
-            fn.softmax(w[i], h_raw[i], radius)[1] + fn.penalty(w[i], h_raw[i], kappa, lam_W, lam_X)
-            for i in range(T)
-        ]
-    )
-    stats = {
-        "evaluations": evals,
-        "saved": T,
-        "wall_time": wall,
-        "log_time": True,
-        "rtol": rtol,
-        "atol": atol,
-        "n_S": n_S,
-        "n_r": sch.n_r,
-        "K": sch.K,
-    }
     if structured is None:
         structured = sch.K > MATERIALISE_MAX_K or 2 * T * sch.K**2 * 8 > _MATERIALISE_MAX_BYTES
     if structured:
@@ -387,6 +414,7 @@ def reduced_solve(
         gram_W=gram_W,
         loss=loss,
         status=status,
+        message=message,
         stats=dict(stats),
         time_unit="gf",
         method=f"reduced-{method}",
@@ -397,7 +425,7 @@ def reduced_solve(
             "scheme_labels": [list(S) if isinstance(S, tuple) else S for S in sch.labels],
         },
     )
-    return ReducedSolution(
+    solution = ReducedSolution(
         ts=ts[:T],
         w=w,
         h=h,
@@ -405,30 +433,13 @@ def reduced_solve(
         scheme=sch,
         problem=rp,
         status=status,
+        message=message,
         stats=stats,
         method=method,
         trajectory=traj,
         h_raw=h_raw,
     )
-
-
-def reduced_flow(
-    problem: UFM | ModifiedUFM | ReducedProblem,
-    t1: float,
-    *,
-    structured: bool | None = None,
-    **kwargs: Any,
-) -> Trajectory:
-    """:func:`reduced_solve` returning its :class:`~ufmtheory.Trajectory`.
-
-    Args:
-        problem, t1, kwargs: as in :func:`reduced_solve`.
-        structured: ``True``: Grams as :class:`~ufmtheory.trajectory.StructuredGrams` (coefficients on the
-            scheme's projectors; K×K matrices only on request); ``False``: dense arrays (raises
-            :class:`~ufmtheory.trajectory.GramTooLargeError` beyond 2 GiB); ``None`` (default): structured
-            when ``K > 4096`` or the dense stacks would exceed 2 GiB.
-    """
-    return reduced_solve(problem, t1, structured=structured, **kwargs).trajectory  # type: ignore[return-value]
+    return finish(solution, throw)
 
 
 def aligned_full_init(problem: UFM | ModifiedUFM, w0: Any, h0: Any) -> dict[str, np.ndarray]:

@@ -44,10 +44,12 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sympy as sp
+
+if TYPE_CHECKING:
+    import sympy as sp
 
 __all__ = [
     "ReducedExprs",
@@ -104,6 +106,8 @@ class ReducedExprs:
 
 
 def _sym(value: Any) -> sp.Expr:
+    import sympy as sp  # lazy: importing the package never loads sympy
+
     if isinstance(value, Fraction):
         return sp.Rational(value.numerator, value.denominator)
     return sp.sympify(value)
@@ -143,6 +147,8 @@ def derive_reduced(
         ValueError: shapes disagree, ``counts[0] != 1`` or ``P_S[0] != m_S/K`` (not a scheme in the
             expected normal form).
     """
+    import sympy as sp  # lazy: importing the package never loads sympy
+
     if ridge not in ("H", "E"):
         raise ValueError(f"ridge must be 'H' or 'E', got {ridge!r}")
     n = [_sym(c) for c in counts]
@@ -300,6 +306,8 @@ def _compile(
     ridge: str,
     normalize: bool = False,
 ) -> CompiledReduced:
+    import sympy as sp  # lazy: importing the package never loads sympy
+
     ex = derive_reduced(counts, table, ranks, ridge=ridge, normalize=normalize)
     extra = [ex.radius] if normalize else []
     args_wh = [list(ex.w), list(ex.h), *extra]
@@ -347,6 +355,8 @@ def check_etf_mode() -> sp.Expr:
     ridge, ``κ = 1``, balanced ``h = w = sqrt(u)`` so ``ℓ = u``. Returns the simplified difference
     ``dℓ/dt - 2u/(e^u + K - 1)`` computed from both the exact softmax and the stable form (0 when the
     reduction recovers the ETF-mode ODE)."""
+    import sympy as sp  # lazy: importing the package never loads sympy
+
     K = sp.Symbol("K", positive=True, integer=True)
     u = sp.Symbol("u", positive=True)
     counts = (1, K - 1)
@@ -369,6 +379,8 @@ def check_gradient_route(
 ) -> list[sp.Expr]:
     """Symbolic check that the gradient route reproduces the closed-form reduced equations without
     normalisation: returns the simplified differences ``[dw_S, dh_S]`` (all 0 when they agree)."""
+    import sympy as sp  # lazy: importing the package never loads sympy
+
     direct = derive_reduced(counts, table, ranks, ridge=ridge, route="direct")
     grad = derive_reduced(counts, table, ranks, ridge=ridge, route="gradient")
     return [
@@ -389,6 +401,8 @@ def check_normalised_projection(
     and ``dw_S/dt = g_S h_S - λ_W w_S``. Returns the simplified differences from :func:`derive_reduced`'s
     gradient route (all 0 when they agree).
     """
+    import sympy as sp  # lazy: importing the package never loads sympy
+
     ex = derive_reduced(counts, table, ranks, ridge=ridge, normalize=True)
     n = [_sym(c) for c in counts]
     m = [_sym(x) for x in ranks]
