@@ -227,6 +227,15 @@ def test_train_config_refuses_out_of_range_numbers(field, value):
         TrainConfig(**{field: value})
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [("width", 10**7), ("vocab_size", 10**9), ("n_positions", 10**7), ("n_layers", 5000), ("dropout", True)],
+)
+def test_gpt_config_refuses_out_of_range_numbers(field, value):
+    with pytest.raises(ValueError, match=field):
+        GPTConfig(**{"vocab_size": 10, "n_positions": 4, field: value})
+
+
 def test_stop_after_collapse_needs_a_metric():
     with pytest.raises(ValueError, match="peak_metric"):
         TrainConfig(stop_after_collapse=True)

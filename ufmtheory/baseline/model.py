@@ -62,17 +62,25 @@ class GPTConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
-        for name, lo in (("vocab_size", 2), ("n_positions", 1), ("n_layers", 1), ("width", 1)):
-            _check_int(name, getattr(self, name), lo)
-        _check_int("n_heads", self.n_heads, 1)
-        _check_int("mlp_ratio", self.mlp_ratio, 1)
+        # Upper bounds keep a typo from allocating the machine away (a 10^7-wide embedding is 10^14 floats).
+        for name, lo, hi in (
+            ("vocab_size", 2, 10**7),
+            ("n_positions", 1, 10**6),
+            ("n_layers", 1, 1024),
+            ("width", 1, 2**16),
+            ("n_heads", 1, 2**16),
+            ("mlp_ratio", 1, 64),
+        ):
+            _check_int(name, getattr(self, name), lo, hi)
         if self.width % self.n_heads:
             raise ValueError(
                 f"width must be divisible by n_heads, got width={self.width}, n_heads={self.n_heads}"
             )
         if not isinstance(self.tied, bool):
             raise ValueError(f"tied must be a bool, got {self.tied!r}")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+        if isinstance(self.dropout, bool) or not (
+            isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0
+        ):
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         if self.pad_id is not None:
             _check_int("pad_id", self.pad_id, 0)
@@ -84,9 +92,10 @@ class GPTConfig:
             raise ValueError(f"init_std must be a finite number > 0, got {self.init_std!r}")
 
 
-def _check_int(name: str, value: object, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        rule = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name} must be an integer {rule}, got {value!r}")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
