@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import ufmtheory as ut
 from ufmtheory.designs import Design
+from ufmtheory.testing import claims
 
 from helpers import budget, soft_design
 
@@ -74,59 +75,31 @@ def _gram_terms(tr):
 
 
 @pytest.mark.parametrize(
-    ("design", "dim", "scale", "t1", "method"),
+    "kw",
     [
-        (ut.designs.factorial((2, 3)), 5, 0.3, 1e5, "DOP853"),
-        (ut.designs.factorial((4,)), 6, 1e-2, 1e6, "DOP853"),
-        # soft labels make the late flow stiff (finite log-odds in the support): LSODA switches to implicit
-        (ut.designs.from_counts([[3, 1, 0, 0], [0, 2, 2, 0], [1, 0, 0, 5]]), 3, 0.5, 1e7, "LSODA"),
+        {"sizes": (2, 3), "dim": 5, "scale": 0.3, "t1": 1e5},
+        {"sizes": (4,), "dim": 6, "scale": 1e-2, "t1": 1e6},
+        # soft labels make the late flow stiff (finite log-odds in the support): "auto" picks LSODA
+        {"counts": ((3, 1, 0, 0), (0, 2, 2, 0), (1, 0, 0, 5)), "dim": 3, "scale": 0.5, "t1": 1e7},
     ],
     ids=["factorial-2x3", "one-hot-K4-small-init", "counts"],
 )
-def test_unregularised_flow_conserves_WtW_minus_HHt(design, dim, scale, t1, method):
-    """Without ridge d(WᵀW)/dt = d(HHᵀ)/dt = -(WᵀGHᵀ + HGᵀW), so D = WᵀW - HHᵀ is conserved.
-
-    Normalisation: drift(t) = ‖D(t) - D(0)‖_F / (‖WᵀW(t)‖_F + ‖HHᵀ(t)‖_F). D is the difference of two terms
-    that grow like ln t; the integrator's error in each is relative to their size (rtol), so this is the
-    scale at which a numerical D is meaningful (‖D(0)‖ itself may be ~0 for near-balanced inits, which would
-    make a drift relative to it ill-posed). We also bound the drift relative to ‖D(0)‖ when D(0) is not tiny.
-    """
-    prob = ut.UFM(design, dim=dim)
-    tr = ut.gradient_flow(
-        prob,
-        t1,
-        init=ut.init.small(prob, scale, seed=4),
-        saveat=30,
-        save_params=True,
-        rtol=1e-10,
-        atol=1e-12,
-        method=method,
-    )
-    assert tr.ok
-    WtW, HHt = _gram_terms(tr)
-    D = WtW - HHt
-    drift = np.linalg.norm(D - D[0], axis=(1, 2)) / (
-        np.linalg.norm(WtW, axis=(1, 2)) + np.linalg.norm(HHt, axis=(1, 2))
-    )
-    assert drift.max() < 1e-6, drift.max()
-    assert np.trace(WtW[-1]) > 5 * np.trace(WtW[0])  # the terms grew a lot while D stayed put
-    if np.linalg.norm(D[0]) > 1e-2:
-        assert np.linalg.norm(D[-1] - D[0]) / np.linalg.norm(D[0]) < 1e-6
+def test_unregularised_flow_conserves_WtW_minus_HHt(kw):
+    """The catalogue claim (ufmtheory.testing.claims "conservation"): without ridge D = WᵀW - HHᵀ is
+    conserved, drift ‖D(t) - D(0)‖_F / (‖WᵀW(t)‖_F + ‖HHᵀ(t)‖_F) < 1e-6 (relative to the two terms: the
+    integrator's error in each is relative to their size, and ‖D(0)‖ may be ~0 for near-balanced inits)."""
+    res = claims.check("conservation", seed=4, **kw)
+    assert res.ok, res.message
 
 
 def test_equal_ridge_decays_imbalance_exponentially():
     """With λ_W = λ_H = λ, dD/dt = -2λD exactly, so D(t) = e^{-2λt} D(0) (closed form); with unequal
     ridges this identity fails (control)."""
+    res = claims.check("conservation", sizes=(3,), dim=4, scale=0.8, lam_W=0.05, lam_H=0.05, t1=40.0, seed=2)
+    assert res.ok, res.message
     design = ut.designs.factorial((3,))
     prob = ut.UFM(design, dim=4, lam_W=0.05, lam_H=0.05)
     ts = np.array([0.0, 1.0, 5.0, 20.0, 40.0])
-    tr = ut.gradient_flow(
-        prob, 40.0, init=ut.init.small(prob, 0.8, seed=2), saveat=ts, save_params=True, **TIGHT
-    )
-    WtW, HHt = _gram_terms(tr)
-    D = WtW - HHt
-    for i, t in enumerate(ts):
-        np.testing.assert_allclose(D[i], np.exp(-0.1 * t) * D[0], atol=1e-9 * np.linalg.norm(D[0]))
     other = ut.UFM(design, dim=4, lam_W=0.01, lam_H=0.09)
     tr2 = ut.gradient_flow(other, 40.0, init=ut.init.small(prob, 0.8, seed=2), saveat=ts, save_params=True)
     W2, H2 = _gram_terms(tr2)
@@ -167,35 +140,18 @@ def test_gradient_descent_small_lr_monotone():
 
 # -- gradient descent -> gradient flow ---------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("design", "lam", "T"),
+    "kw",
     [
-        (ut.designs.factorial((2, 3)), 1e-2, 20.0),
-        (
-            ut.designs.from_distributions([[0.6, 0.4, 0.0, 0.0], [0.0, 0.5, 0.5, 0.0], [0.1, 0.0, 0.0, 0.9]]),
-            0.0,
-            30.0,
-        ),
+        {"sizes": (2, 3), "lam": 1e-2, "T": 20.0},
+        {"counts": ((6, 4, 0, 0), (0, 5, 5, 0), (1, 0, 0, 9)), "lam": 0.0, "T": 30.0},
     ],
     ids=["factorial-ridge", "soft-unreg"],
 )
-def test_gradient_descent_converges_to_flow_at_first_order(design, lam, T):
-    """‖θ_GD(T) - θ_GF(T)‖ = O(lr): regress log error on log lr; slope in [0.9, 1.1]."""
-    prob = ut.UFM(design, dim=4, lam_W=lam, lam_H=lam)
-    init = ut.init.small(prob, 0.4, seed=3)
-    flow = ut.gradient_flow(prob, T, init=init, saveat=np.array([0.0, T]), save_params=True, **TIGHT)
-    target = prob.pack({k: v[-1] for k, v in flow.params.items()})
-    lrs = np.array([0.4, 0.2, 0.1, 0.05])
-    errs = []
-    for lr in lrs:
-        steps = int(round(T / lr))
-        gd = ut.gradient_descent(
-            prob, float(lr), steps, init=init, saveat=np.array([0, steps]), save_params=True
-        )
-        assert gd.ok and gd.ts[-1] == pytest.approx(T)
-        errs.append(np.abs(prob.pack({k: v[-1] for k, v in gd.params.items()}) - target).max())
-    slope = np.polyfit(np.log(lrs), np.log(errs), 1)[0]
-    assert 0.9 <= slope <= 1.1, (slope, errs)
-    assert errs[-1] < 1e-2 * np.abs(target).max()
+def test_gradient_descent_converges_to_flow_at_first_order(kw):
+    """The catalogue claim (ufmtheory.testing.claims "gd_first_order"): ‖θ_GD(T) - θ_GF(T)‖ = O(lr), the
+    slope of log error on log lr (lr = 0.4 ... 0.05) is 1 ± 0.1."""
+    res = claims.check("gd_first_order", dim=4, scale=0.4, seed=3, lr_max=0.4, **kw)
+    assert res.ok, res.message
 
 
 def test_gradient_descent_first_step_is_exact(torch_ref):
