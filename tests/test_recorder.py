@@ -382,6 +382,13 @@ def test_hf_dataset_layout():
     assert sum(counts.values()) == 9 and len(counts) == 9
     allpos = design_dataset(design, loss_positions="all")[0]
     np.testing.assert_array_equal(allpos["labels"][1:].numpy(), allpos["input_ids"][1:].numpy())
+    padded = design_dataset(ut.designs.random_attributes(10, 4, 2, seed=0))  # left padding
+    pad = padded.data.pad_id
+    assert pad is not None and np.any(padded.input_ids.numpy() == pad)
+    np.testing.assert_array_equal(
+        padded.attention_mask.numpy(), (padded.input_ids.numpy() != pad).astype(int)
+    )
+    assert np.all(padded.labels.numpy()[:, :-1] == -100)
     with pytest.raises(ValueError, match="soft targets"):
         design_dataset(ut.designs.from_distributions(np.random.default_rng(3).dirichlet(np.ones(3), size=2)))
 
