@@ -15,6 +15,7 @@ from scipy.special import expi
 import ufmtheory as ut
 from ufmtheory.designs import Design
 from ufmtheory.equilibria import centering
+from ufmtheory.testing import claims
 
 from helpers import budget
 
@@ -248,22 +249,12 @@ def test_etf_mode_vectorised_and_validated():
 
 @pytest.mark.parametrize(("K", "dim", "u0"), [(2, 2, 1e-3), (3, 3, 1e-2), (5, 7, 0.5)])
 def test_aligned_flow_follows_the_exact_etf_mode(K, dim, u0):
-    """Aligned balanced init on a one-hot design, no ridge: u(t) = tr(HᵀH)/(K-1) equals etf_mode_u(t) to
-    1e-6 relative up to t = 1e6, and both Grams stay u(t) C_K."""
-    prob = ut.UFM(ut.designs.factorial((K,)), dim=dim)
-    init = ut.init.aligned(prob, u0)
-    tr = ut.gradient_flow(prob, 1e6, init=init, saveat=40, rtol=1e-11, atol=1e-14)
-    assert tr.ok
-    u_flow = np.trace(tr.gram_H, axis1=1, axis2=2) / (K - 1)
-    u_exact = ut.etf_mode_u(tr.ts, K, u0)
-    np.testing.assert_allclose(u_flow, u_exact, rtol=1e-6)
-    C = _C(K)
-    err_H = np.abs(tr.gram_H - u_exact[:, None, None] * C).max(axis=(1, 2)) / u_exact
-    err_W = np.abs(tr.gram_W - u_exact[:, None, None] * C).max(axis=(1, 2)) / u_exact
-    assert err_H.max() < 1e-6 and err_W.max() < 1e-6
-    assert u_exact[-1] > 10  # reached the late ln t regime
-    # closed-form loss along the mode: CE of logits u C_K is ln(1 + (K-1) e^{-u})
-    np.testing.assert_allclose(tr.loss, np.log1p((K - 1) * np.exp(-u_exact)), rtol=1e-6)
+    """The catalogue claim (ufmtheory.testing.claims "etf_mode_time"): from the aligned balanced init without
+    ridge the flow's u(t) = tr(HᵀH)/(K-1) equals the inverse of t(u) = ½[(K-1) ln(u/u0) + Ei(u) - Ei(u0)]
+    (root-found there, not etf_mode_u) to 1e-6 up to t = 1e6 (the late ln t regime, u ≈ 17), both Grams stay
+    u(t) C_K and the loss is ln(1 + (K-1) e^{-u})."""
+    res = claims.check("etf_mode_time", K=K, dim=dim, u0=u0, t1=1e6)
+    assert res.ok, res.message
 
 
 @pytest.mark.parametrize(("K", "lam"), [(3, 1e-2), (4, 3e-2), (5, 1e-3)])
