@@ -1,4 +1,4 @@
-"""Linearised dynamics of one scheme mode: the 2×2 escape block (docs: Theory §5, §8).
+"""Linearised dynamics of one scheme mode: the 2×2 escape block (docs: Theory §7, §9).
 
 Where a mode's coefficients ``(w_S, h_S)`` are 0 and the softmax sees the gradient coefficient ``g_S``,
 the reduced flow ``dw = g h - λ_W w``, ``dh = κ (g w - λ_H h)`` (ridge on H) or ``dh = κ g w - λ_E h``
