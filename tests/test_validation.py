@@ -224,6 +224,26 @@ def test_calibrate_recovers_the_generating_parameters_and_validate_predicts_exac
     assert "2x3" in val.table()
 
 
+def test_validate_reports_a_blown_up_model_run():
+    cal = calibrate(
+        [_fake_run(D33, 3.0, seed=0)], D33, grid={"alpha": (1.5, 3.0, 6.0)}, dim=16, alpha_rule="fixed"
+    )
+    good = _fake_run(D33, 3.0, seed=1)
+    blown = ut.Trajectory(
+        ts=good.ts[:3],
+        gram_H=good.gram_H[:3],
+        gram_W=good.gram_W[:3],
+        loss=good.loss[:3],
+        time_unit="step",
+        meta=good.meta,
+        status="nonfinite",
+    )
+    val = validate(cal, {"3x3": (D33, [good, blown])})
+    assert val.status == "nonfinite" and "1 of 2 runs" in val.message
+    assert [r["status"] for r in val.rows] == ["ok", "nonfinite"]
+    assert "nonfinite" in val.table()
+
+
 def test_calibration_at_the_edge_of_its_grid_says_so():
     runs = [_fake_run(D33, 3.0, seed=0)]
     cal = calibrate(runs, D33, grid={"alpha": (1.0, 2.0), "beta": (1.0,)}, dim=16, alpha_rule="fixed")

@@ -562,7 +562,9 @@ def _cell(s: dict[str, Any], ratio: bool = True) -> str:
     cell = ("×" if ratio else "") + _short(s["median"])
     if s["n"] > 1:
         cell += f" [{_short(s['min'])}–{_short(s['max'])}]"
-    if s.get("missing"):
+    if s.get("blown_up"):
+        cell += f" ({s['blown_up']} {s['blown_status']})"
+    elif s.get("missing"):
         cell += f" ({s['missing']} n/a)"
     return cell
 
@@ -642,7 +644,12 @@ def validate(
             n_pred = sum(r.get("predicted", {}).get(q) is not None for r in design_rows)
             n_meas = sum(r.get("measured", {}).get(q) is not None for r in design_rows)
             s["present_predicted"], s["present_measured"] = n_pred, n_meas
-            if s["n"] == 0:
+            blown = [r["status"] for r in design_rows if r.get("status", "ok") != "ok"]
+            s["blown_up"] = len(blown)
+            s["blown_status"] = blown[0] if blown else None
+            if s["n"] == 0 and blown and len(blown) == len(design_rows):
+                s["why"] = f"every run {blown[0]}"
+            elif s["n"] == 0:
                 s["why"] = (
                     "not in model"
                     if n_meas == 0 and n_pred > 0
@@ -659,6 +666,9 @@ def validate(
         summary[name] = q_summary
     status = worst
     message = ""
+    if worst != "ok":
+        bad = [r for r in rows if r.get("status", "ok") != "ok"]
+        message = f"{len(bad)} of {len(rows)} runs did not finish ({bad[0]['status']}: {bad[0]['message']})"
     if status == "ok" and not calibration.ok:
         status, message = calibration.status, f"calibration: {calibration.message}"
     return Validation(

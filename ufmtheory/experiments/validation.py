@@ -112,6 +112,8 @@ class ValidationConfig:
         grid: calibration grid ``{"alpha": [...], "beta": [...]}``.
         reference_gf: also compare the published gradient-flow theory (reference modified UFM).
         n_snapshots: model snapshots (log-spaced).
+        alpha_rules: how α moves to held-out designs: the first rule gives the main tables and figures,
+            the others (e.g. ``"fixed"``: one α for every design) an extra table each.
     """
 
     designs: tuple[str, ...] = ("3x3", "4x4", "3x5", "2x2x3", "hier(3,2)", "random(12)")
@@ -128,9 +130,10 @@ class ValidationConfig:
     )
     reference_gf: bool = True
     n_snapshots: int = 60
+    alpha_rules: tuple[str, ...] = ("geometry",)
 
 
-FULL = ValidationConfig()
+FULL = ValidationConfig(alpha_rules=("geometry", "fixed"))
 QUICK = ValidationConfig(
     designs=("3x3", "4x4", "2x2x3", "hier(3,2)"),
     seeds=(0, 1, 2),
@@ -240,12 +243,14 @@ def _figure(
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for ax, w in zip(axes, ("W", "H"), strict=True):
         for trajs, label, color in ((models, "GPT", "C0"), (theories, "theory (same clock)", "C3")):
-            ok = [t for t in trajs if t.ts.size >= 3]
+            # A run that blew up is left out of the band (its status is in the tables), and counted.
+            ok = [t for t in trajs if run_status(t)[0] == "ok" and t.ts.size >= 3]
             if not ok:
                 continue
             steps, vals = _curve_band(ok, design, w)
             ax.fill_between(steps, vals.min(axis=0), vals.max(axis=0), color=color, alpha=0.25, lw=0)
-            ax.plot(steps, np.median(vals, axis=0), color=color, label=f"{label} (n={len(ok)})")
+            n = f"n={len(ok)}" if len(ok) == len(trajs) else f"n={len(ok)} of {len(trajs)}"
+            ax.plot(steps, np.median(vals, axis=0), color=color, label=f"{label} ({n})")
         ax.set_xscale("log")
         ax.set_xlabel("step")
         ax.set_title(f"{w}: semantic strength")
@@ -372,6 +377,8 @@ def run_validation(
         results["validation"][opt] = {
             "status": val.status,
             "message": val.message,
+            "alpha_rule": calib.alpha_rule,
+            "alpha": {r["design"]: r["alpha"] for r in val.rows},
             "summary": val.summary,
             "rows": val.rows,
             "table": val.table(),
@@ -385,6 +392,21 @@ def run_validation(
                 )
                 if png is not None:
                     figures.append((f"{name}, {opt}", png))
+    results["alternatives"] = {}
+    for rule in cfg.alpha_rules[1:]:
+        alt_cal = dataclasses.replace(calib, alpha_rule=rule)
+        results["alternatives"][rule] = {}
+        for opt in cfg.optimizers:
+            cases = {name: (designs[name], runs[name][opt]) for name in cfg.designs}
+            alt = validate(alt_cal, cases)
+            results["alternatives"][rule][opt] = {
+                "status": alt.status,
+                "message": alt.message,
+                "summary": alt.summary,
+                "alpha": {r["design"]: r["alpha"] for r in alt.rows},
+                "table": alt.table(),
+            }
+            log(f"\n{opt}, alpha rule {rule!r}:\n{alt.table()}")
     val_s = time.perf_counter() - t_val
     for name in cfg.designs:
         results["geometry"][name] = model_input_geometry(
@@ -432,8 +454,13 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for opt, val in results["validation"].items():
         lines += [f"## {opt}", "", val["table"], ""]
+        lines += ["α per design: " + ", ".join(f"{k} {v:.3g}" for k, v in val.get("alpha", {}).items()), ""]
         if val["status"] != "ok":
             lines += [f"status: {val['status']}: {val['message']}", ""]
+    for rule, by_opt in results.get("alternatives", {}).items():
+        for opt, val in by_opt.items():
+            lines += [f"## {opt}, α rule '{rule}'", "", val["table"], ""]
+            lines += ["α per design: " + ", ".join(f"{k} {v:.3g}" for k, v in val["alpha"].items()), ""]
     geo = results.get("geometry", {})
     if geo:
         lines += [
