@@ -393,35 +393,39 @@ def test_hf_dataset_layout():
         design_dataset(ut.designs.from_distributions(np.random.default_rng(3).dirichlet(np.ones(3), size=2)))
 
 
-def test_hf_callback_records_grams_equal_to_manual_and_resumes(hf, tmp_path):
-    from ufmtheory.baseline.hf import RECORDER_FILE, GramCallback, design_dataset, hf_recorder
+def test_hf_callback_records_grams_equal_to_manual(hf, tmp_path):
+    from ufmtheory.baseline.hf import GramCallback, design_dataset, hf_recorder
 
     design = ut.designs.factorial((3, 3))
     ds = design_dataset(design)
-    steps = [0, 1, 3, 6, 10]
+    steps = [0, 1, 3, 6]
     manual: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     cb = GramCallback(hf_recorder(ds, steps=steps))
     model = _gpt2(hf, ds)
     with torch.no_grad():  # step 0: before any update, by hand too
         H0 = model.transformer(**ds.context_inputs()).last_hidden_state[:, -1].double().numpy()
-    trainer = _trainer(
-        hf,
-        model,
-        ds,
-        tmp_path,
-        10,
-        [cb, _manual_callback(hf, ds, steps, manual)],
-        save_strategy="steps",
-        save_steps=6,
-    )
-    trainer.train()
+    _trainer(hf, model, ds, tmp_path, 6, [cb, _manual_callback(hf, ds, steps, manual)]).train()
     traj = cb.trajectory()
-    assert traj.ts.tolist() == [0.0, 1.0, 3.0, 6.0, 10.0] and traj.ok and traj.method == "hf-trainer"
+    assert traj.ts.tolist() == [0.0, 1.0, 3.0, 6.0] and traj.ok and traj.method == "hf-trainer"
+    assert traj.meta["config"]["optimizer"] == "adamw" and traj.meta["config"]["lr"] == 3e-3
     np.testing.assert_allclose(traj.gram_H[0], H0 @ H0.T, rtol=1e-12, atol=1e-12)
     for i, step in enumerate(steps[1:], start=1):
         np.testing.assert_allclose(traj.gram_H[i], manual[step][0], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(traj.gram_W[i], manual[step][1], rtol=1e-12, atol=1e-12)
     assert traj.loss[-1] < traj.loss[0]
+    with pytest.raises(ValueError, match="new recorder"):  # a fresh run must not append to an old one
+        _trainer(hf, _gpt2(hf, ds), ds, tmp_path / "again", 2, [cb]).train()
+
+
+@pytest.mark.slow
+def test_hf_callback_resumes_from_a_trainer_checkpoint(hf, tmp_path):
+    from ufmtheory.baseline.hf import RECORDER_FILE, GramCallback, design_dataset, hf_recorder
+
+    ds = design_dataset(ut.designs.factorial((3, 3)))
+    steps = [0, 1, 3, 6, 10]
+    cb = GramCallback(hf_recorder(ds, steps=steps))
+    _trainer(hf, _gpt2(hf, ds), ds, tmp_path, 10, [cb], save_strategy="steps", save_steps=6).train()
+    traj = cb.trajectory()
     # Resume from checkpoint-6: the snapshots up to step 6 come back from the checkpoint folder.
     assert (tmp_path / "checkpoint-6" / RECORDER_FILE).is_file()
     cb2 = GramCallback(hf_recorder(ds, steps=steps))
@@ -432,8 +436,11 @@ def test_hf_callback_records_grams_equal_to_manual_and_resumes(hf, tmp_path):
     assert again.ts.tolist() == traj.ts.tolist()
     np.testing.assert_array_equal(again.gram_W[:4], traj.gram_W[:4])
     np.testing.assert_allclose(again.gram_W[4], traj.gram_W[4], rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="new recorder"):  # a fresh run must not append to an old one
-        _trainer(hf, _gpt2(hf, ds), ds, tmp_path / "again", 2, [cb]).train()
+    (tmp_path / "checkpoint-6" / RECORDER_FILE).write_bytes(b"truncated")
+    with pytest.raises(ValueError, match=RECORDER_FILE):
+        _trainer(hf, _gpt2(hf, ds), ds, tmp_path, 10, [GramCallback(hf_recorder(ds, steps=steps))]).train(
+            resume_from_checkpoint=str(tmp_path / "checkpoint-6")
+        )
 
 
 def test_hf_bad_input_before_training(hf, tmp_path):
