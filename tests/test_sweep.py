@@ -153,9 +153,9 @@ def test_store_refuses_a_different_sweep(tmp_path: Path) -> None:
     sweep(poly, {"x": XS, "y": YS}, executor="serial", store=store, progress=False)
     again = sweep(poly, {"x": XS, "y": YS}, executor="serial", store=store, progress=False)
     assert json.loads(again.attrs["sweep_stats"])["n_run"] == 0
-    with pytest.raises(ValueError, match="different sweep: its axes"):
+    with pytest.raises(ValueError, match="different sweep: axes"):
         sweep(poly, {"x": XS + [4], "y": YS}, executor="serial", store=store, progress=False)
-    with pytest.raises(ValueError, match="different sweep: its function"):
+    with pytest.raises(ValueError, match="different sweep: function"):
         sweep(functools.partial(poly, fail_at=9), {"x": XS, "y": YS}, executor="serial", store=store)
     with pytest.raises(ValueError, match="function version"):
         sweep(poly, {"x": XS, "y": YS}, executor="serial", store=store, version="2")
@@ -267,3 +267,60 @@ def test_fit_power_law_and_scaling_sizes() -> None:
     np.testing.assert_allclose(ds["lam"].values, [9e-3 / 4, 9e-3 / 6])
     with pytest.raises(ValueError, match="pair"):
         ut.scaling([(3, 3, 3)], executor="serial")
+
+
+# -- ufm sweep --------------------------------------------------------------------------------------------
+def test_cli_runs_resumes_and_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ufmtheory.cli import main
+
+    cfg = tmp_path / "sc.toml"
+    cfg.write_text(
+        'kind = "scaling"\nsizes = [[2, 2], [2, 3]]\noptions = {points_per_decade = 3, t1_max = 1e3}\n'
+    )
+    out = tmp_path / "sc.zarr"
+    assert main(["sweep", str(cfg), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    assert "2 points (2 run now" in capsys.readouterr().out
+    assert main(["sweep", str(cfg), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    assert "2 points (0 run now" in capsys.readouterr().out
+    np.testing.assert_array_equal(load_sweep(out)["K"].values, [4.0, 6.0])
+
+    cfg.write_text('kind = "scaling"\nsizes = [[2, 2]]\noptions = {points_per_decade = 3, t1_max = 1e3}\n')
+    assert main(["sweep", str(cfg), "--out", str(out), "--no-progress"]) == 2
+    assert "different sweep" in capsys.readouterr().err
+
+
+def test_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ufmtheory.cli import main
+
+    assert main(["sweep", "--schema"]) == 0 and '"kind": "phase_diagram"' in capsys.readouterr().out
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"kind": "sideways"}))
+    assert main(["sweep", str(cfg)]) == 2 and "kind must be one of" in capsys.readouterr().err
+    cfg.write_text(json.dumps({"kind": "phase_diagram", "design": {"kind": "factorial", "sizes": [2, 2]},
+                               "axes": {"alpha": {"geomspace": [0, 1, 3]}}}))  # fmt: skip
+    assert main(["sweep", str(cfg)]) == 2 and "geomspace needs start, stop > 0" in capsys.readouterr().err
+    cfg.write_text(json.dumps({"kind": "scaling", "sizes": [[2, 2]]}))
+    args = ["sweep", str(cfg), "--out", str(tmp_path / "x.zarr"), "--scheduler", "tcp://127.0.0.1:9"]
+    assert main([*args, "--timeout", "1"]) == 2
+    assert "could not reach the Dask scheduler" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_training_sweep_resumes_a_killed_run_bit_identically(tmp_path: Path) -> None:
+    from ufmtheory.baseline.train import TrainConfig, train
+    from ufmtheory.experiments.training_sweep import _point_key
+
+    d = ut.designs.factorial((2, 2))
+    fixed = {"steps": 20, "width": 16, "n_heads": 2, "n_snapshots": 5}
+    ref = ut.training_sweep(d, {"seed": [0]}, executor="serial", progress=False, **fixed)
+    # The run of point seed=0 "killed" at step 10, with its checkpoints where the sweep looks for them.
+    ckpt = tmp_path / "ck"
+    cfg = TrainConfig(
+        seed=0, checkpoint_every=2, checkpoint_dir=str(ckpt / _point_key({"seed": 0})), stop_at=10
+    )
+    train(d, cfg, **fixed)
+    ds = ut.training_sweep(d, {"seed": [0]}, checkpoint_dir=ckpt, executor="serial", progress=False, **fixed)
+    assert ds["resumed_from"].item().startswith("ckpt_000000010") and ref["resumed_from"].item() == ""
+    for name in ("strength", "loss", "final_loss"):
+        np.testing.assert_array_equal(ds[name].values, ref[name].values)
+    assert not (ckpt / _point_key({"seed": 0})).exists()  # a finished run's checkpoints are removed

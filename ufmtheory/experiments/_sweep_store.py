@@ -280,9 +280,9 @@ class Store:
             if theirs != mine:
                 what = {"sweep_axes": "axes", "sweep_version": "function version", "sweep_fn": "function"}
                 raise ValueError(
-                    f"store {str(self.path)!r} was written by a different sweep: its {what.get(key, key)} is"
-                    f" {_short(theirs)}, this sweep's is {_short(mine)}. Use another store, delete this one,"
-                    " or rerun with the same function, version and axes to resume it"
+                    f"store {str(self.path)!r} was written by a different sweep: {what.get(key, key)}"
+                    f" {_short(theirs)} there, {_short(mine)} here. Use another store, delete this one, or"
+                    " rerun with the same function, version and axes to resume it"
                 )
         return True
 

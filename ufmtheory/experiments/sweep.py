@@ -364,7 +364,7 @@ def sweep(
     todo = [i for i, s in enumerate(table.status.reshape(-1)) if s in todo_status]
     ex, owned, description = (None, False, "serial") if not todo else _make_executor(executor, timeout)
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bar: tqdm.auto warns in notebooks without ipywidgets
 
     bar = tqdm(
         total=table.size, initial=table.size - len(todo), unit="pt", desc="sweep", disable=not progress

@@ -91,6 +91,8 @@ def plot_phase_diagram(
         ax.set_xscale("log")
     if ylog:
         ax.set_yscale("log")
+    _coordinate_ticks(ax.xaxis, xs)
+    _coordinate_ticks(ax.yaxis, ys)
     handles = []
     if boundary and "end_state" in ds:
         etf = (ds["end_state"].transpose(y, x).values == "etf").astype(float)
@@ -113,6 +115,17 @@ def plot_phase_diagram(
     ax.set_ylabel(y)
     ax.set_title(f"{var} ({ds.attrs.get('which', '?')} Gram)")
     return fig, ax
+
+
+def _coordinate_ticks(axis: Any, values: np.ndarray, most: int = 8) -> None:
+    """Ticks at (up to ``most`` of) the swept values, plainly labelled (log axes label minor ticks else)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    picked = values[:: max(1, math.ceil(values.size / most))]
+    axis.set_major_locator(FixedLocator(picked))
+    axis.set_ticklabels([f"{v:.3g}" for v in picked])
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _line(color: str, label: str, ls: str) -> Any:

@@ -88,6 +88,7 @@ def _train_point(
         "peak_strength": float(ph.peak_strength),
         "final_loss": float(traj.loss[-1]),
         "train_wall_time_s": float(traj.stats.get("wall_time_s", math.nan)),
+        "resumed_from": Path(traj.stats["resumed_from"]).name if traj.stats.get("resumed_from") else "",
         "status": str(ph.status),
         "message": "" if ph.ok else str(ph.message),
     }
@@ -133,7 +134,8 @@ def training_sweep(
 
     Returns:
         ``xarray.Dataset`` with ``onset``, ``peak``, ``collapse``, ``etf_time`` (in steps),
-        ``peak_strength``, ``final_loss``, ``train_wall_time_s`` and, unless ``steps``/``n_snapshots`` are
+        ``peak_strength``, ``final_loss``, ``train_wall_time_s``, ``resumed_from`` (the checkpoint a run
+        continued from, ``""`` for a fresh run) and, unless ``steps``/``n_snapshots`` are
         swept, the curves ``steps``, ``strength``, ``etf_distance``, ``loss`` (dim ``<name>_dim0``: the
         snapshots).
 
