@@ -98,6 +98,8 @@ def _phase_rows(results: dict[str, Any]) -> list[list[Any]]:
     cmp = results.get("comparison", {}).get("modified")
     if cmp:
         for w, times in cmp.get("predicted_steps", {}).items():
+            if all(times.get(k) is None for k in PHASES):
+                continue  # no usable time map (see the comparison's status)
             rows.append(
                 [f"modified UFM → steps (time map) {w}", "step", *[times.get(k) for k in PHASES], None]
             )
@@ -110,6 +112,7 @@ def _comparison_html(results: dict[str, Any]) -> str:
         return "<p>No transformer run (<code>--no-transformer</code>).</p>"
     parts = []
     rows = []
+    notes: list[str] = []
     for label, key in (("modified UFM (α=β=1, ridge H)", "modified"), ("standard UFM", "standard")):
         c = comp.get(key)
         if not c:
@@ -126,18 +129,24 @@ def _comparison_html(results: dict[str, Any]) -> str:
                     for m in ("semantic_strength", "etf_distance", "shared_gap")
                 ],
                 c["total_error"],
+                c.get("status", "ok"),
             ]
         )
+        if c.get("status", "ok") != "ok" and c.get("message"):
+            notes.append(
+                f"<p>{html.escape(label)}: <b>{html.escape(c['status'])}</b>: {html.escape(c['message'])}</p>"
+            )
     header = (
         ["theory", "a", "b"]
         + [f"{w} {m}" for w in ("H", "W") for m in ("strength", "ETF dist.", "shared gap")]
-        + ["total"]
+        + ["total", "status"]
     )
     parts.append(
         "<p>Time map <code>log t = a + b log step</code>, fitted on the semantic-strength curves; "
         "errors are RMS over the transformer's snapshots after the map.</p>"
     )
     parts.append(_table(header, rows))
+    parts.extend(notes)
     variants = comp.get("modified", {}).get("variants") or []
     if variants:
         best = comp["modified"].get("best_variant")

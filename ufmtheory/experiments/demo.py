@@ -91,7 +91,9 @@ class DemoResult(ResultMixin):
         if tr:
             rows.append(("transformer (steps)", tr["phases"]))
         if comp:
-            rows.append(("modified → steps", comp["modified"]["predicted_steps"]))
+            mapped = comp["modified"]["predicted_steps"]
+            if any(v is not None for times in mapped.values() for v in times.values()):
+                rows.append(("modified → steps", mapped))
         for name, by_which in rows:
             for which in ("H", "W"):
                 cells = "".join(f" {fmt(by_which[which].get(k)):>9}" for k in _PHASE_KEYS)
@@ -113,10 +115,13 @@ class DemoResult(ResultMixin):
                 f" {fmt(ws['peak_step'])} (above ETF value: {ws['rises_above_etf_value']};"
                 f" later below half peak: {ws['falls_below_half_peak']})"
             )
-            tm = comp["modified"]["time_map"]
-            lines.append(f"  time map (modified UFM): log t = {fmt(tm['a'])} + {fmt(tm['b'])} log step")
             for key, label in (("modified", "modified UFM α=β=1"), ("standard", "standard UFM")):
-                lines.append(f"  curve error after the time map, {label}: {fmt(comp[key]['total_error'])}")
+                c, tm = comp[key], comp[key]["time_map"]
+                verdict = "" if c.get("status", "ok") == "ok" else f"; {c['status']}: {c.get('message', '')}"
+                lines.append(
+                    f"  {label}: time map log t = {fmt(tm['a'])} + {fmt(tm['b'])} log step,"
+                    f" curve error {fmt(c['total_error'])}{verdict}"
+                )
             best = comp["modified"].get("best_variant")
             if best:
                 err = next(v["total_error"] for v in comp["modified"]["variants"] if v["name"] == best)
@@ -206,8 +211,7 @@ def run_demo(
 
 def _stats(traj: Trajectory) -> dict[str, Any]:
     """The run statistics under the fixed keys ``n_evals``, ``wall_time_s``."""
-    s = traj.stats
-    return make_stats(s.get("n_evals", s.get("evaluations")), s.get("wall_time_s", s.get("wall_time")))
+    return make_stats(traj.stats["n_evals"], traj.stats["wall_time_s"])
 
 
 def _regularised(
