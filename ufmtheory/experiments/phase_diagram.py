@@ -6,7 +6,7 @@
 * :func:`scaling`: the same phase times on A×B grids up to 1000×1000 (reduced ODE on the association
   scheme, no K×K design is built) with fitted power laws ``t ∝ K^b`` (:func:`fit_power_law`).
 * :func:`etf_boundary_ratio`: the closed-form ETF / semantic end-state boundary ``β = r α`` of an A×B grid
-  (ridge on E or no ridge; THEORY.md section 4).
+  (ridge on E or no ridge; docs: Theory §8).
 
 Both run on :func:`ufmtheory.experiments.sweep.sweep` (any executor, resumable stores).
 """
@@ -221,7 +221,7 @@ def _two_factor_sizes(design: Design) -> tuple[int, int] | None:
 def etf_boundary_ratio(A: int, B: int) -> float:
     """The slope ``r`` of the end-state boundary ``β = r α`` of an A×B grid (ridge on E, ``λ → 0``).
 
-    THEORY.md section 4: the flow ends in the ETF iff ``1/β < 1/sqrt(α² B + β²) + 1/sqrt(α² A + β²)``.
+    docs: Theory §8: the flow ends in the ETF iff ``1/β < 1/sqrt(α² B + β²) + 1/sqrt(α² A + β²)``.
     Both sides scale as ``1/α`` at fixed ``β/α``, so the boundary is a ray; ``r`` solves
     ``1/r = 1/sqrt(B + r²) + 1/sqrt(A + r²)`` (the left side minus the right side changes sign once) and
     the ETF wins above it (``β > r α``).
