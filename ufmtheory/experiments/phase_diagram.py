@@ -327,9 +327,9 @@ def scaling(
         :func:`fit_power_law`) for ``collapse``, ``etf_time``, ``t_sem``, ``t_col`` and ``peak``.
 
     Example:
-        >>> ds = scaling([(3, 3), (4, 4), (6, 6)], executor="serial", progress=False)
-        >>> ds["K"].values.tolist()
-        [9.0, 16.0, 36.0]
+        >>> ds = scaling([(2, 2), (2, 3)], t1_max=1e3, points_per_decade=4, executor="serial", progress=False)
+        >>> ds["K"].values.tolist(), ds["lam"].values.tolist() == [9e-3 / 4, 9e-3 / 6]
+        ([4.0, 6.0], True)
     """
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
         raise ValueError("sizes must be a non-empty list of (A, B) grid sizes")
