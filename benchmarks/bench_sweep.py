@@ -13,7 +13,8 @@ What it measures (DESIGN.md, "Performance expectations": side by side in one run
    is timed separately.
 2. **Scheduler overhead per point**: the same 20×20 sweep of a function that does nothing
    (``{"y": alpha}``), 2 workers, per executor and for ``executor="serial"``: wall time / points (target
-   ≤ 20 ms), after a 2×2 warm-up sweep (first-call imports are not overhead).
+   ≤ 20 ms), after a 2×2 warm-up sweep (first-call imports are not overhead); and again with a zarr
+   store (per-point journal file, array flushes every 5 s, final flush).
 3. **Peak memory**: the largest summed RSS of this process and all its children (psutil, sampled every
    0.1 s) during each run.
 4. **Identical results**: every numeric output and the end states of the four phase-diagram runs compared
@@ -183,6 +184,13 @@ def main() -> None:
                     sweep(nothing, small, executor=ex, progress=False)
                     _, wall, _ = timed(lambda ex=ex: sweep(nothing, axes, executor=ex, progress=False))
                     overhead[kind] = {"wall_s": wall, "per_point_ms": 1e3 * wall / grid**2}
+                    with tempfile.TemporaryDirectory() as tmp:  # the same with a store (journal + flushes)
+                        _, wall, _ = timed(
+                            lambda ex=ex, tmp=tmp: sweep(
+                                nothing, axes, executor=ex, progress=False, store=Path(tmp) / "s.zarr"
+                            )
+                        )
+                    overhead[f"{kind}+store"] = {"wall_s": wall, "per_point_ms": 1e3 * wall / grid**2}
                 ds, wall, peak = timed(
                     lambda ex=ex: phase_diagram(
                         ut.designs.factorial(DESIGN), axes, executor=ex, progress=False, **OPTIONS, **FIXED
