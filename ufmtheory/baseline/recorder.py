@@ -52,6 +52,7 @@ from ufmtheory import metrics
 from ufmtheory.baseline.data import SequenceData
 from ufmtheory.baseline.monitor import PeakMonitor
 from ufmtheory.designs import Design
+from ufmtheory.solvers._frontend import step_grid
 from ufmtheory.trajectory import Trajectory
 
 __all__ = ["GramRecorder", "snapshot_steps", "module_features", "parameter_rows"]
@@ -69,18 +70,15 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], Any]
 
 
 def snapshot_steps(steps: int, n: int = 60) -> np.ndarray:
-    """``0`` and ``n`` log-spaced integer steps from 1 to ``steps`` (duplicates removed; the solvers' step
-    grid of :func:`~ufmtheory.gradient_descent`).
+    """``0`` and ``n`` log-spaced integer steps from 1 to ``steps`` (duplicates removed): the solvers' step
+    grid (:func:`ufmtheory.solvers._frontend.step_grid`), so a model's snapshots and a theory run by
+    :func:`~ufmtheory.gradient_descent` or ``ut.optimize`` share their steps.
 
     Example:
         >>> snapshot_steps(1000, 4).tolist()
         [0, 1, 10, 100, 1000]
     """
-    # TODO(issue 8): the same grid as the solvers' step grid (solvers/flow.py `_step_grid`); use the one
-    # step-grid function of ufmtheory/solvers/_frontend.py once it lands instead of this copy.
-    grid = np.unique(np.rint(np.logspace(0.0, np.log10(steps), int(n))).astype(np.int64))
-    grid[-1] = steps
-    return np.concatenate([[0], grid])
+    return step_grid(int(steps), int(n))
 
 
 # -- helpers that build features / unembedding functions --------------------------------------------------
