@@ -217,6 +217,10 @@ def aligned_coefficients(
     return w0, h0
 
 
+_STALL_REL = 1e-13
+_STALL_STEPS = 100
+
+
 class _Stop(Exception):
     """Raised inside the right-hand side to end an integration with a status."""
 
@@ -277,6 +281,9 @@ def integrate(
     for _ in range(idx):
         record(y0)
     status, message = "ok", ""
+    # A step size below this, step after step, is a stall (e.g. ridges of 1e300: the implicit steppers
+    # retry forever near one point); it ends the run instead of exhausting max_evals slowly.
+    tiny, stalled = _STALL_REL * max(1.0, abs(s1)), 0
     try:
         solver = SOLVERS[method](counted, 0.0, y0, s1, rtol=rtol, atol=atol)
         while solver.status == "running":
@@ -286,6 +293,14 @@ def integrate(
                 break
             if not np.all(np.isfinite(solver.y)):
                 status, message = "nonfinite", f"non-finite state at {variable} = {solver.t:.6g}"
+                break
+            stalled = stalled + 1 if (solver.step_size or 0.0) < tiny else 0
+            if stalled >= _STALL_STEPS:
+                status = "failed"
+                message = (
+                    f"{method}: {_STALL_STEPS} steps in a row below {tiny:.3g} at {variable} = {solver.t:.6g}"
+                    " (too stiff for the integrator; check the scales of the problem)"
+                )
                 break
             stop = int(np.searchsorted(s_eval, solver.t, side="right"))
             if stop > idx:

@@ -388,9 +388,8 @@ def reduced_solve(
                 for i in range(T)
             ]
         )
-    if status == "ok" and not (
-        np.all(np.isfinite(h)) and np.all(np.isfinite(w)) and np.all(np.isfinite(loss))
-    ):
+        finite = all(np.all(np.isfinite(x)) for x in (w * w, h * h, loss))  # the Grams are the squares
+    if status == "ok" and not finite:
         status, message = "nonfinite", "non-finite coefficients or loss at a saved time"
     stats = make_stats(
         n_evals, wall, saved=T, log_time=True, rtol=rtol, atol=atol, n_S=n_S, n_r=sch.n_r, K=sch.K
@@ -407,7 +406,8 @@ def reduced_solve(
                 " (limit 2 GiB): use structured=True (or None) or fewer saved times"
             )
         rel = sch.relation_matrix()
-        gram_H, gram_W = sch.materialise(h**2, rel), sch.materialise(w**2, rel)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite Grams carry status "nonfinite"
+            gram_H, gram_W = sch.materialise(h**2, rel), sch.materialise(w**2, rel)
     traj = Trajectory(
         ts=ts[:T],
         gram_H=gram_H,
