@@ -1,6 +1,6 @@
 """Every ```python block of the docs pages runs as written (the docs are part of the API's promise).
 
-Each block runs in a fresh namespace, in process. Blocks that train the transformer are marked slow. A page
+Each block runs in a fresh namespace, in process. Blocks over ~3 s (and the transformer page) are slow. A page
 joins by adding its name to PAGES once its blocks run on their own (no output lines, no undefined names).
 """
 
@@ -12,14 +12,18 @@ import pytest
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = ("index.md", "standard_ufm.md", "modified_ufm.md", "ntp_geometry.md", "metrics.md", "transformer.md")
 SLOW_PAGES = {"transformer.md"}  # trains the baseline GPT for 3000 steps
+# Blocks over ~3 s on 2 cores: a regularised flow to t = 1e4 (stiff), K = 10^6 to t = 1e12 with the sympy
+# compile, the cvxpy solve of the cyclic-support proxy gap.
+SLOW_BLOCKS = {"index-0", "modified_ufm-1", "ntp_geometry-0"}
 
 
 def _blocks() -> list:
     params = []
     for page in (DOCS / name for name in PAGES):
         for i, code in enumerate(re.findall(r"^```python\n(.*?)^```", page.read_text(), re.S | re.M)):
-            marks = [pytest.mark.slow] if page.name in SLOW_PAGES else []
-            params.append(pytest.param(page.name, code, id=f"{page.stem}-{i}", marks=marks))
+            name = f"{page.stem}-{i}"
+            marks = [pytest.mark.slow] if page.name in SLOW_PAGES or name in SLOW_BLOCKS else []
+            params.append(pytest.param(page.name, code, id=name, marks=marks))
     return params
 
 
