@@ -7,8 +7,8 @@
   CPU, optional stop at the semantic peak).
 * :mod:`.checkpoint`: :func:`latest_checkpoint`, :func:`latest_intact_checkpoint`, :func:`load_checkpoint`,
   :func:`model_from_checkpoint`.
-* :mod:`.recorder`: :class:`GramRecorder` (Gram trajectories of any torch model), :func:`module_features`,
-  :func:`parameter_rows`, :func:`snapshot_steps`.
+* :mod:`.recorder`: :class:`GramRecorder` (Gram trajectories of any torch model), :func:`snapshot_steps`.
+* :mod:`.probes`: :func:`module_features`, :func:`parameter_rows` (features / unembedding read by name).
 * :mod:`.monitor`: :class:`PeakMonitor` (keep the model at the semantic peak, stop after the collapse).
 * :mod:`.hf`: Hugging Face ``Trainer`` callback and design datasets (optional extra ``[hf]``; imported only
   when used: ``from ufmtheory.baseline.hf import GramCallback``).
@@ -29,7 +29,8 @@ from ufmtheory.baseline.config import TrainConfig
 from ufmtheory.baseline.data import IGNORE_INDEX, SequenceData, build_sequences, exact_counts
 from ufmtheory.baseline.model import GPT, GPTConfig, resolve_device
 from ufmtheory.baseline.monitor import PeakMonitor
-from ufmtheory.baseline.recorder import GramRecorder, module_features, parameter_rows, snapshot_steps
+from ufmtheory.baseline.probes import module_features, parameter_rows
+from ufmtheory.baseline.recorder import GramRecorder, snapshot_steps
 from ufmtheory.baseline.train import compute_grams, gpt_recorder, train
 
 __all__ = [

@@ -41,7 +41,8 @@ from torch import nn
 from ufmtheory._io import atomic_write_bytes
 from ufmtheory.baseline.data import IGNORE_INDEX, SequenceData, build_sequences
 from ufmtheory.baseline.monitor import PeakMonitor
-from ufmtheory.baseline.recorder import GramRecorder, module_features, parameter_rows
+from ufmtheory.baseline.probes import module_features, parameter_rows
+from ufmtheory.baseline.recorder import GramRecorder
 from ufmtheory.designs import Design
 from ufmtheory.trajectory import Trajectory
 
