@@ -622,9 +622,10 @@ def validate(
             n_evals += 1
             theories[name].append(th)
             tst, tmsg = run_status(th)
-            pred = _quantities(th, design) if th.ts.size >= 2 else {}
+            # A theory run that blew up predicts nothing: its partial curve is kept, its ratios are not.
+            pred = _quantities(th, design) if tst == "ok" or th.ts.size >= 3 else {}
             meas = _quantities(run, design)
-            ratio = {q: _ratio(pred.get(q), meas.get(q)) for q in QUANTITIES}
+            ratio = {q: _ratio(pred.get(q), meas.get(q)) if tst == "ok" else None for q in QUANTITIES}
             cmp = compare(th, run, design, clock="same")
             row.update(
                 status=tst if tst != "ok" else "ok",
