@@ -10,11 +10,11 @@
 * :func:`hf_recorder`: a :class:`~ufmtheory.baseline.recorder.GramRecorder` for any causal LM of
   ``transformers``: by default the last hidden state (``output_hidden_states``) at each context's last
   position and the label rows of ``model.get_output_embeddings()``; or a named module / parameter.
-* :class:`GramCallback`: records at the recorder's steps (``state.global_step``: optimiser updates),
-  validates the model against the design before the first step, writes ``gram_recorder.pt`` into each
-  ``checkpoint-N`` folder and reads it back when training resumes from one, and sets
-  ``control.should_training_stop`` when the recorder's :class:`~ufmtheory.baseline.monitor.PeakMonitor`
-  detects the collapse.
+* :class:`GramCallback` (needs ``transformers``; the other two need only torch): records at the
+  recorder's steps (``state.global_step``: optimiser updates), validates the model against the design
+  before the first step, writes ``gram_recorder.pt`` into each ``checkpoint-N`` folder and reads it back
+  when training resumes from one, and sets ``control.should_training_stop`` when the recorder's
+  :class:`~ufmtheory.baseline.monitor.PeakMonitor` detects the collapse.
 
 Example (nothing is downloaded: the model is built from its config)::
 
@@ -48,11 +48,12 @@ from ufmtheory.trajectory import Trajectory
 
 try:
     from transformers import TrainerCallback
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "ufmtheory.baseline.hf needs the Hugging Face extra: pip install 'ufmtheory[hf]' "
-        "(transformers and accelerate)"
-    ) from exc
+except ImportError:  # pragma: no cover - depends on the environment
+    # The dataset and the recorder need only torch; the callback refuses to be built (see GramCallback).
+    TrainerCallback = object  # type: ignore[assignment,misc]
+    _HAS_TRANSFORMERS = False
+else:
+    _HAS_TRANSFORMERS = True
 
 __all__ = ["DesignDataset", "GramCallback", "design_dataset", "hf_recorder", "RECORDER_FILE"]
 
@@ -218,6 +219,11 @@ class GramCallback(TrainerCallback):
     """
 
     def __init__(self, recorder: GramRecorder, *, save: bool = True) -> None:
+        if not _HAS_TRANSFORMERS:
+            raise ImportError(
+                "GramCallback needs the Hugging Face extra: pip install 'ufmtheory[hf]' "
+                "(transformers, accelerate)"
+            )
         if not isinstance(recorder, GramRecorder):
             raise TypeError(f"recorder must be a GramRecorder, got {type(recorder).__name__}")
         self.recorder = recorder
