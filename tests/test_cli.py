@@ -129,6 +129,7 @@ def test_demo_refuses_a_bad_out_before_any_work(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the whole demo (theory runs, 40 transformer steps, figures): minutes on 2 cores
 def test_demo_writes_the_figures_results_and_report(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--no-progress", "--transformer-steps", "40"]) == 0
