@@ -27,74 +27,35 @@ Run: ``.venv/bin/python benchmarks/bench_flow.py [--K 256] [--t1 1e3] [--out PAT
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import gc
-import json
 import math
-import os
-import platform
-import resource
 import statistics
 import sys
-import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy
 import torch
 import torch.nn.functional as F
+from _common import (
+    ForeignLoad,
+    emit,
+    load_average,
+    log,
+    machine_info,
+    maxrss_mib,
+    minor_faults,
+    output_path,
+    parser,
+    print_rows,
+    rel_err,
+    run_worker,
+    timestamp,
+    write_json,
+)
 
 import ufmtheory as ut
-
-HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE / "results" / "bench_flow.json"
-
-
-# -- helpers ---------------------------------------------------------------------------------------------
-def maxrss_mib() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def minor_faults() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-class ForeignLoad:
-    """CPU time used by *other* processes while a block of code runs, as a fraction of the machine's
-    capacity (wall × CPUs): machine-wide busy time from /proc/stat minus this process's own CPU time.
-    Load averages cannot tell this benchmark's own threads from others'; this can. ``None`` off Linux."""
-
-    def __init__(self) -> None:
-        self.start = self._snapshot()
-
-    @staticmethod
-    def _snapshot() -> tuple[float, float, float] | None:
-        try:
-            fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        except OSError:
-            return None
-        ticks = [int(x) for x in fields]
-        busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        own_s = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-        return busy / os.sysconf("SC_CLK_TCK"), own_s, time.perf_counter()
-
-    def fraction(self) -> float | None:
-        end = self._snapshot()
-        if self.start is None or end is None:
-            return None
-        busy, own, wall = (e - s for e, s in zip(end, self.start, strict=True))
-        return max(0.0, busy - own) / (wall * (os.cpu_count() or 1))
-
-
-def rel_err(A: np.ndarray, B: np.ndarray) -> float:
-    """``‖A - B‖_F / ‖B‖_F`` (B is the reference)."""
-    return float(np.linalg.norm(A - B) / np.linalg.norm(B))
 
 
 def gram_errors(gH: np.ndarray, gW: np.ndarray, refH: np.ndarray, refW: np.ndarray) -> dict[str, float]:
@@ -104,55 +65,6 @@ def gram_errors(gH: np.ndarray, gW: np.ndarray, refH: np.ndarray, refW: np.ndarr
     return {"H": eH, "W": eW, "max": max(eH, eW)}
 
 
-def machine_info() -> dict[str, Any]:
-    blas: dict[str, Any] = {}
-    try:
-        cfg = np.show_config(mode="dicts")  # numpy >= 1.26
-        blas = {k: cfg["Build Dependencies"]["blas"].get(k) for k in ("name", "version")}
-    except Exception:  # noqa: BLE001 - informational only
-        pass
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = None
-    cpu_model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
-        "numpy": np.__version__,
-        "numpy_blas": blas,
-        "scipy": scipy.__version__,
-        "torch": torch.__version__,
-        "torch_num_threads": torch.get_num_threads(),
-        "torch_num_interop_threads": torch.get_num_interop_threads(),
-        "torch_default_dtype": str(torch.get_default_dtype()),
-        "thread_env": {
-            k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-        },
-        "ufmtheory": ut.__version__,
-    }
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    from ufmtheory._io import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
 # -- gradient flow ---------------------------------------------------------------------------------------
 def run_flow(prob: ut.UFM, t1: float, init: dict, saveat: Any, rtol: float, atol: float):
     gc.collect()
@@ -160,9 +72,9 @@ def run_flow(prob: ut.UFM, t1: float, init: dict, saveat: Any, rtol: float, atol
     start = time.perf_counter()
     traj = ut.gradient_flow(prob, t1, init=init, saveat=saveat, rtol=rtol, atol=atol)
     wall = time.perf_counter() - start
-    traj.stats["bench_cpu_s"] = time.process_time() - cpu0
+    run_flow.last_cpu_s = time.process_time() - cpu0  # type: ignore[attr-defined]
     if traj.status != "ok" or traj.ts[-1] != t1:
-        raise RuntimeError(f"gradient_flow did not reach t1={t1}: {traj.status}")
+        raise RuntimeError(f"gradient_flow did not reach t1={t1}: {traj.status} {traj.message}")
     return traj, wall
 
 
@@ -201,18 +113,21 @@ class TimedProblem:
         return out
 
 
-def cold_gradient_rate(K: int, lam: float, scale: float, seed: int, rounds: int, min_time: float) -> dict:
+def cold_gradient_rate(args: argparse.Namespace) -> dict:
     """``flat_loss_and_grad`` GFLOP/s in a fresh interpreter that has run nothing else. glibc's malloc
     thresholds adapt to the sizes a process has freed, so a loop that only calls the gradient (as
     ``ut.gradient_descent`` or a user's own loop does) can see page faults that the flow, whose solver
     frees larger arrays, does not; comparing the two shows whether this matters."""
-    import subprocess
-
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_cold-grad", "--K", str(K), "--lam", str(lam)]
-    cmd += ["--scale", str(scale), "--seed", str(seed), "--rate-rounds", str(rounds)]
-    cmd += ["--rate-time", str(min_time)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    argv = ["--_cold-grad", "--K", str(args.K), "--lam", repr(args.lam), "--scale", repr(args.scale)]
+    argv += [
+        "--seed",
+        str(args.seed),
+        "--rate-rounds",
+        str(args.rate_rounds),
+        "--rate-time",
+        repr(args.rate_time),
+    ]
+    return run_worker(__file__, argv)
 
 
 def _cold_gradient_main(args: argparse.Namespace) -> None:
@@ -225,16 +140,8 @@ def _cold_gradient_main(args: argparse.Namespace) -> None:
     for _ in range(args.rate_rounds):
         rates.append(_block_rate(fn, prob.grad_flops(), args.rate_time))
     calls = _block_rate.calls  # type: ignore[attr-defined]  # calls made by _block_rate in this process
-    print(
-        json.dumps(
-            {
-                "gflops_best": max(rates),
-                "gflops_median": statistics.median(rates),
-                "faults_per_call": (minor_faults() - f0) / calls,
-                "state": "init",
-            }
-        )
-    )
+    faults = (minor_faults() - f0) / calls
+    emit({"gflops_best": max(rates), "gflops_median": statistics.median(rates), "faults_per_call": faults})
 
 
 # -- throughput ------------------------------------------------------------------------------------------
@@ -445,9 +352,166 @@ def choose_lr_and_run_gd(
     }
 
 
+# -- stages --------------------------------------------------------------------------------------------
+def stage_flow(prob: ut.UFM, init: dict, args: argparse.Namespace, rss: dict) -> dict[str, Any]:
+    """Peak memory of one flow call first (so max RSS after this stage is the flow's own), then the timed
+    runs with the default saveat and with the final time only (median of ``--repeats``)."""
+    t1 = args.t1
+    mem_default = flow_tracemalloc_peak(prob, t1, init, None, args.rtol, args.atol)
+    rss["after_flow_default_saveat_mib"] = maxrss_mib()
+    mem_final = flow_tracemalloc_peak(prob, t1, init, [0.0, t1], args.rtol, args.atol)
+    foreign = ForeignLoad()
+    runs, cpu = [], []
+    for _ in range(args.repeats):
+        runs.append(run_flow(prob, t1, init, None, args.rtol, args.atol))
+        cpu.append(run_flow.last_cpu_s)  # type: ignore[attr-defined]
+    walls_final = [run_flow(prob, t1, init, [0.0, t1], args.rtol, args.atol)[1] for _ in range(args.repeats)]
+    flow = runs[-1][0]
+    out = {
+        "traj": flow,
+        "wall_s_median": statistics.median(w for _, w in runs),
+        "wall_s": [w for _, w in runs],
+        "cpu_s": cpu,
+        "integration_wall_s": flow.stats["wall_time_s"],
+        "saveat": "default (0 + 200 log-spaced times)",
+        "n_saved": int(flow.ts.size),
+        "wall_s_final_only_median": statistics.median(walls_final),
+        "wall_s_final_only": walls_final,
+        "evaluations": flow.stats["n_evals"],
+        "tracemalloc_peak_mib_default_saveat": mem_default / 2**20,
+        "tracemalloc_peak_mib_final_only": mem_final / 2**20,
+        "foreign_cpu_fraction": foreign.fraction(),
+    }
+    log(
+        f"  flow        {out['evaluations']} gradient evaluations, {out['wall_s_median']:.3f} s "
+        f"(default saveat), {out['wall_s_final_only_median']:.3f} s (final time only)"
+    )
+    return out
+
+
+def stage_reference(prob: ut.UFM, init: dict, args: argparse.Namespace, flow: ut.Trajectory) -> dict:
+    """A tight-tolerance flow, the timed flow's error against it, and a small tolerance sweep."""
+    t1, final_only = args.t1, [0.0, args.t1]
+    ref, ref_wall = run_flow(prob, t1, init, final_only, args.ref_rtol, args.ref_atol)
+    sweep = []
+    for rtol in (1e-6, 1e-7):
+        tr, w = run_flow(prob, t1, init, final_only, rtol, rtol * 1e-2)
+        e = gram_errors(tr.gram_H[-1], tr.gram_W[-1], ref.gram_H[-1], ref.gram_W[-1])
+        sweep.append(
+            {"rtol": rtol, "atol": rtol * 1e-2, "evaluations": tr.stats["n_evals"], "wall_s": w, "err": e}
+        )
+    err = gram_errors(flow.gram_H[-1], flow.gram_W[-1], ref.gram_H[-1], ref.gram_W[-1])
+    log(f"  flow error vs rtol={args.ref_rtol:g} reference: {err['max']:.2e} (reference: {ref_wall:.2f} s)")
+    context: dict[str, Any] = {
+        "loss_t0": float(flow.loss[0]),
+        "loss_t1": float(flow.loss[-1]),
+        "trace_HtH_t0": float(np.trace(flow.gram_H[0])),
+        "trace_HtH_t1": float(np.trace(flow.gram_H[-1])),
+    }
+    try:
+        zhu = ut.zhu(prob)
+        context["rel_dist_to_zhu_minimiser_t1"] = rel_err(flow.gram_H[-1], zhu.gram_H)
+        context["trace_HtH_zhu"] = float(np.trace(zhu.gram_H))
+    except Exception as exc:  # noqa: BLE001 - context only
+        context["zhu_error"] = str(exc)
+    return {"traj": ref, "wall_s": ref_wall, "err": err, "sweep": sweep, "context": context}
+
+
+def stage_rates(prob: ut.UFM, init: dict, args: argparse.Namespace) -> dict[str, Any]:
+    """Gradient GFLOP/s against matmul at the flow's final state; inside the flow; in a fresh process."""
+    t1 = args.t1
+    kw = {"init": init, "saveat": [0.0, t1], "rtol": args.rtol, "atol": args.atol, "save_params": True}
+    state = ut.gradient_flow(prob, t1, **kw).params
+    theta_t1 = prob.pack({k: v[-1] for k, v in state.items()})
+    foreign = ForeignLoad()
+    rates = measure_rates(prob, theta_t1, args.rate_rounds, args.rate_time)
+    rates["foreign_cpu_fraction"] = foreign.fraction()
+    timed = TimedProblem(prob)
+    run_flow(timed, t1, init, None, args.rtol, args.atol)
+    in_flow = {
+        "seconds_per_call": timed.seconds / timed.calls,
+        "gflops": prob.grad_flops() * timed.calls / timed.seconds / 1e9,
+        "faults_per_call": timed.faults / timed.calls,
+        "calls": timed.calls,
+    }
+    rates["gradient_in_flow"] = in_flow
+    rates["ratio_in_flow_vs_matmul_256_best"] = in_flow["gflops"] / rates["matmul_256"]["gflops_best"]
+    rates["gradient_cold_process"] = cold_gradient_rate(args)
+    log(
+        f"  GFLOP/s     gradient {rates['gradient']['gflops_best']:.1f}, matmul 256³ "
+        f"{rates['matmul_256']['gflops_best']:.1f}, matmul 1024³ {rates['matmul_1024']['gflops_best']:.1f}"
+    )
+    return rates
+
+
+def stage_gd(prob: ut.UFM, init: dict, args: argparse.Namespace, flow: ut.Trajectory, ref: ut.Trajectory):
+    """The torch GD loop: objective check, learning-rate search and the timed run, then alternations of
+    (flow, flow final-only, a GD block) for a contention-robust ratio. GD's per-step cost is the same at
+    every step, so steps × (best per-step time of short blocks) is its wall time on a quiet machine."""
+    gd = TorchGD(prob, init)
+    check = gd.check_against(prob, init)
+    if check["grad_W_rel_diff"] > 1e-10 or check["grad_H_rel_diff"] > 1e-10:
+        raise RuntimeError(f"torch objective differs from the package's: {check}")
+    gd.run(1.0, 20)  # warm-up
+    refs = [(flow.gram_H[-1], flow.gram_W[-1]), (ref.gram_H[-1], ref.gram_W[-1])]
+    res = choose_lr_and_run_gd(gd, args.t1, refs, args.tol, args.safety, n0=50, max_steps=args.max_gd_steps)
+    gH, gW = res.pop("gram_H"), res.pop("gram_W")
+    res["err_vs_flow"] = gram_errors(gH, gW, flow.gram_H[-1], flow.gram_W[-1])
+    res["err_vs_reference"] = gram_errors(gH, gW, ref.gram_H[-1], ref.gram_W[-1])
+    res["objective_check_at_init"] = check
+    res["implementation"] = "torch float64 autograd: F.cross_entropy + ridge, backward, p -= lr*p.grad"
+    res["effective_gflops"] = prob.grad_flops() * res["steps"] / res["wall_s"] / 1e9
+
+    block = min(res["steps"], 1000)
+    flows, finals, steps = [], [], []
+    foreign = ForeignLoad()
+    for _ in range(args.interleave_rounds):
+        flows.append(run_flow(prob, args.t1, init, None, args.rtol, args.atol)[1])
+        finals.append(run_flow(prob, args.t1, init, [0.0, args.t1], args.rtol, args.atol)[1])
+        steps.append(gd.run(res["lr"], block)[2] / block)
+    projected = res["steps"] * min(steps)
+    res["interleaved"] = {
+        "rounds": len(flows),
+        "gd_block_steps": block,
+        "flow_wall_s": flows,
+        "flow_final_only_wall_s": finals,
+        "gd_seconds_per_step": steps,
+        "gd_projected_wall_s": projected,
+        "ratio_best": projected / min(flows),
+        "ratio_best_final_only": projected / min(finals),
+        "foreign_cpu_fraction": foreign.fraction(),
+    }
+    log(
+        f"  interleaved flow {min(flows):.3f} s ({min(finals):.3f} s final only), GD "
+        f"{1e3 * min(steps):.3f} ms/step (best of {len(flows)}): ratio {projected / min(flows):.1f}x"
+    )
+    return res
+
+
+def summarize(flow: dict, ref: dict, rates: dict, gd: dict, tol: float) -> dict[str, Any]:
+    ratio = gd["wall_s"] / flow["wall_s_median"]
+    inter = gd["interleaved"]["ratio_best"]
+    return {
+        "wall_ratio_gd_over_flow": ratio,
+        "wall_ratio_gd_over_flow_final_only": gd["wall_s"] / flow["wall_s_final_only_median"],
+        "cpu_ratio_gd_over_flow": gd["cpu_s"] / statistics.median(flow["cpu_s"]),
+        "target_wall_ratio": 10.0,
+        "wall_ratio_interleaved_best": inter,
+        "wall_ratio_target_met": ratio >= 10.0,
+        "wall_ratio_interleaved_target_met": inter >= 10.0,
+        "grad_gflops_ratio_vs_matmul_256": rates["ratio_vs_matmul_256_best"],
+        "grad_gflops_ratio_vs_matmul_1024": rates["ratio_vs_matmul_1024_best"],
+        "target_gflops_ratio": 0.5,
+        "gflops_target_met_vs_256": rates["ratio_vs_matmul_256_best"] >= 0.5,
+        "gflops_target_met_vs_1024": rates["ratio_vs_matmul_1024_best"] >= 0.5,
+        "gd_error_below_tol": gd["err"]["max"] < tol,
+        "flow_error_well_below_tol": ref["err"]["max"] < 0.01 * tol,
+    }
+
+
 # -- main ------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, "K=32, t1=100, tol=1e-2, one repeat, fewer rounds (~1 min)")
     p.add_argument("--K", type=int, default=256, help="classes = tokens = contexts = feature dim (256)")
     p.add_argument("--t1", type=float, default=1e3, help="final gradient-flow time (1e3)")
     p.add_argument("--lam", type=float, default=1e-3, help="ridge lam_W = lam_H (1e-3)")
@@ -465,18 +529,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate-time", type=float, default=0.25, help="seconds per GFLOP/s block")
     p.add_argument("--max-gd-steps", type=int, default=2_000_000)
     p.add_argument("--_cold-grad", dest="cold_grad", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--quick", action="store_true", help="smoke test: K=64, fewer repeats")
-    p.add_argument("--out", type=Path, default=None, help=f"JSON output (default {DEFAULT_OUT})")
     args = p.parse_args(argv)
     if args.quick:
-        args.K = 64
-        args.repeats = 1
-        args.interleave_rounds = 2
-        args.rate_rounds = 2
-        args.rate_time = 0.1
-    if args.out is None:
-        # A smoke test must not overwrite the committed full result.
-        args.out = Path(tempfile.gettempdir()) / "bench_flow_quick.json" if args.quick else DEFAULT_OUT
+        args.K, args.t1, args.tol, args.repeats = 32, 1e2, 1e-2, 1
+        args.interleave_rounds, args.rate_rounds, args.rate_time = 2, 2, 0.1
+    args.t1 = float(args.t1)
     return args
 
 
@@ -486,245 +543,71 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         _cold_gradient_main(args)
         return {}
     torch.set_default_dtype(torch.float64)
-    K, t1 = args.K, float(args.t1)
+    if args.quick:
+        torch.set_num_threads(1)  # a smoke test on a shared machine: no thread pool waiting for a core
+    started, K = time.perf_counter(), args.K
     prob = ut.UFM(ut.designs.factorial((K,)), dim=K, lam_W=args.lam, lam_H=args.lam)
     init = ut.init.small(prob, args.scale, seed=args.seed)
     machine = machine_info()
-    log(f"bench_flow: standard UFM K=V=m=d={K}, t1={t1:g}, lam={args.lam:g}, init scale={args.scale:g}")
-    log(
-        f"  numpy {machine['numpy']} ({machine['numpy_blas'].get('name')}), torch {machine['torch']} "
-        f"({machine['torch_num_threads']} threads), {machine['cpu_count']} CPUs"
-    )
-    t_total = time.perf_counter()
-    load_start = os.getloadavg()
-    if load_start[0] > 0.5:
-        log(f"  WARNING: 1-min load average {load_start[0]:.2f} at start: other processes were busy recently")
-    rss: dict[str, float] = {"after_setup_mib": maxrss_mib()}
-    loads: dict[str, float] = {"start": load_start[0]}
-
-    # -- 1. flow: peak memory first (so max RSS after this stage is the flow's), then timing ------------
-    default_saveat = None  # package default: 0 + 200 log-spaced times, what users get
-    final_only = [0.0, t1]
-    mem_default = flow_tracemalloc_peak(prob, t1, init, default_saveat, args.rtol, args.atol)
-    rss["after_flow_default_saveat_mib"] = maxrss_mib()
-    mem_final = flow_tracemalloc_peak(prob, t1, init, final_only, args.rtol, args.atol)
-
-    walls, trajs = [], []
-    foreign_flow = ForeignLoad()
-    for _ in range(args.repeats):
-        traj, wall = run_flow(prob, t1, init, default_saveat, args.rtol, args.atol)
-        walls.append(wall)
-        trajs.append(traj)
-    flow = trajs[-1]
-    flow_wall = statistics.median(walls)
-    walls_final = [run_flow(prob, t1, init, final_only, args.rtol, args.atol)[1] for _ in range(args.repeats)]
-    flow_wall_final = statistics.median(walls_final)
-    foreign = {"flow_timing": foreign_flow.fraction()}
-    loads["after_flow"] = os.getloadavg()[0]
-    log(
-        f"  flow        {flow.stats['evaluations']} gradient evaluations, {flow_wall:.3f} s "
-        f"(default saveat), {flow_wall_final:.3f} s (final time only)"
-    )
-
-    # -- 2. reference flow and the timed flow's own error -------------------------------------------------
-    ref, ref_wall = run_flow(prob, t1, init, final_only, args.ref_rtol, args.ref_atol)
-    flow_err = gram_errors(flow.gram_H[-1], flow.gram_W[-1], ref.gram_H[-1], ref.gram_W[-1])
-    sweep = []
-    for rtol in (1e-6, 1e-7):
-        tr, w = run_flow(prob, t1, init, final_only, rtol, rtol * 1e-2)
-        e = gram_errors(tr.gram_H[-1], tr.gram_W[-1], ref.gram_H[-1], ref.gram_W[-1])
-        sweep.append(
-            {"rtol": rtol, "atol": rtol * 1e-2, "evaluations": tr.stats["evaluations"], "wall_s": w, "err": e}
-        )
-    log(
-        f"  flow error vs rtol={args.ref_rtol:g} reference: {flow_err['max']:.2e} "
-        f"(reference: {ref_wall:.2f} s)"
-    )
-    context: dict[str, Any] = {
-        "loss_t0": float(flow.loss[0]),
-        "loss_t1": float(flow.loss[-1]),
-        "trace_HtH_t0": float(np.trace(flow.gram_H[0])),
-        "trace_HtH_t1": float(np.trace(flow.gram_H[-1])),
-    }
-    try:
-        zhu = ut.zhu(prob)
-        context["rel_dist_to_zhu_minimiser_t1"] = rel_err(flow.gram_H[-1], zhu.gram_H)
-        context["trace_HtH_zhu"] = float(np.trace(zhu.gram_H))
-    except Exception as exc:  # noqa: BLE001 - context only
-        context["zhu_error"] = str(exc)
-
-    # -- 3. gradient throughput vs matmul, at the flow's final state --------------------------------------
-    state = ut.gradient_flow(
-        prob, t1, init=init, saveat=final_only, rtol=args.rtol, atol=args.atol, save_params=True
-    ).params
-    theta_t1 = prob.pack({k: v[-1] for k, v in state.items()})
-    foreign_rates = ForeignLoad()
-    rates = measure_rates(prob, theta_t1, args.rate_rounds, args.rate_time)
-    foreign["gflops_rates"] = foreign_rates.fraction()
-    timed = TimedProblem(prob)
-    run_flow(timed, t1, init, default_saveat, args.rtol, args.atol)
-    in_flow = {
-        "seconds_per_call": timed.seconds / timed.calls,
-        "gflops": prob.grad_flops() * timed.calls / timed.seconds / 1e9,
-        "faults_per_call": timed.faults / timed.calls,
-        "calls": timed.calls,
-    }
-    rates["gradient_in_flow"] = in_flow
-    rates["ratio_in_flow_vs_matmul_256_best"] = in_flow["gflops"] / rates["matmul_256"]["gflops_best"]
-    rates["gradient_cold_process"] = cold_gradient_rate(
-        K, args.lam, args.scale, args.seed, args.rate_rounds, args.rate_time
-    )
-    loads["after_rates"] = os.getloadavg()[0]
+    log(f"bench_flow: standard UFM K=V=m=d={K}, t1={args.t1:g}, lam={args.lam:g}, init scale={args.scale:g}")
+    if machine["load_average"] and machine["load_average"][0] > 0.5:
+        log(f"  WARNING: 1-min load average {machine['load_average'][0]:.2f}: other processes were busy")
+    rss = {"after_setup_mib": maxrss_mib()}
+    loads = {"start": load_average()}
+    flow = stage_flow(prob, init, args, rss)
+    ref = stage_reference(prob, init, args, flow["traj"])
+    rates = stage_rates(prob, init, args)
     rss["after_reference_and_rates_mib"] = maxrss_mib()
-    log(
-        f"  GFLOP/s     gradient {rates['gradient']['gflops_best']:.1f}, matmul 256³ "
-        f"{rates['matmul_256']['gflops_best']:.1f}, matmul 1024³ {rates['matmul_1024']['gflops_best']:.1f}"
-    )
-
-    # -- 4. torch GD ------------------------------------------------------------------------------------
-    gd = TorchGD(prob, init)
-    equivalence = gd.check_against(prob, init)
-    if equivalence["grad_W_rel_diff"] > 1e-10 or equivalence["grad_H_rel_diff"] > 1e-10:
-        raise RuntimeError(f"torch objective differs from the package's: {equivalence}")
-    gd.run(1.0, 20)  # warm-up
-    refs = [(flow.gram_H[-1], flow.gram_W[-1]), (ref.gram_H[-1], ref.gram_W[-1])]
-    res = choose_lr_and_run_gd(gd, t1, refs, args.tol, args.safety, n0=50, max_steps=args.max_gd_steps)
-    err_vs_flow = gram_errors(res["gram_H"], res["gram_W"], flow.gram_H[-1], flow.gram_W[-1])
-    err_vs_ref = gram_errors(res["gram_H"], res["gram_W"], ref.gram_H[-1], ref.gram_W[-1])
+    gd = stage_gd(prob, init, args, flow["traj"], ref["traj"])
     rss["after_gd_mib"] = maxrss_mib()
-    loads["after_gd"] = os.getloadavg()[0]
-
-    # -- 4b. contention-robust ratio: flow runs and GD blocks timed alternately --------------------------
-    # GD's per-step cost is the same at every step, so steps × (best per-step time of short blocks) is its
-    # wall time on a quiet machine; alternating with flow runs exposes both to the same machine state.
-    block = min(res["steps"], 1000)
-    inter_flow, inter_final, inter_step = [], [], []
-    foreign_inter = ForeignLoad()
-    for _ in range(args.interleave_rounds):
-        inter_flow.append(run_flow(prob, t1, init, default_saveat, args.rtol, args.atol)[1])
-        inter_final.append(run_flow(prob, t1, init, final_only, args.rtol, args.atol)[1])
-        inter_step.append(gd.run(res["lr"], block)[2] / block)
-    projected = res["steps"] * min(inter_step)
-    foreign["gd_final_run"] = res["foreign_cpu_fraction"]
-    foreign["interleaved"] = foreign_inter.fraction()
-    interleaved = {
-        "rounds": len(inter_flow),
-        "gd_block_steps": block,
-        "flow_wall_s": inter_flow,
-        "flow_final_only_wall_s": inter_final,
-        "gd_seconds_per_step": inter_step,
-        "gd_projected_wall_s": projected,
-        "ratio_best": projected / min(inter_flow),
-        "ratio_best_final_only": projected / min(inter_final),
-    }
-    log(
-        f"  interleaved flow {min(inter_flow):.3f} s ({min(inter_final):.3f} s final only), GD "
-        f"{1e3 * min(inter_step):.3f} ms/step (best of {len(inter_flow)}): "
-        f"ratio {interleaved['ratio_best']:.1f}x"
+    loads["end"] = load_average()
+    traj = flow.pop("traj")
+    flow.update(
+        gradient_share_of_wall=rates["gradient_in_flow"]["seconds_per_call"]
+        * flow["evaluations"]
+        / flow["wall_s_median"],
+        effective_gflops=flow["evaluations"] * prob.grad_flops() / flow["wall_s_median"] / 1e9,
+        err_vs_reference=ref["err"],
+        reference_evaluations=ref["traj"].stats["n_evals"],
+        reference_wall_s=ref["wall_s"],
+        tolerance_sweep=ref["sweep"],
     )
-
-    # -- 5. summary -------------------------------------------------------------------------------------
-    ratio = res["wall_s"] / flow_wall
-    ratio_final = res["wall_s"] / flow_wall_final
-    evals = flow.stats["evaluations"]
-    flops = prob.grad_flops()
-    summary = {
-        "wall_ratio_gd_over_flow": ratio,
-        "wall_ratio_gd_over_flow_final_only": ratio_final,
-        "cpu_ratio_gd_over_flow": res["cpu_s"] / statistics.median(tr.stats["bench_cpu_s"] for tr in trajs),
-        "target_wall_ratio": 10.0,
-        "wall_ratio_interleaved_best": interleaved["ratio_best"],
-        "wall_ratio_target_met": ratio >= 10.0,
-        "wall_ratio_interleaved_target_met": interleaved["ratio_best"] >= 10.0,
-        "grad_gflops_ratio_vs_matmul_256": rates["ratio_vs_matmul_256_best"],
-        "grad_gflops_ratio_vs_matmul_1024": rates["ratio_vs_matmul_1024_best"],
-        "target_gflops_ratio": 0.5,
-        "gflops_target_met_vs_256": rates["ratio_vs_matmul_256_best"] >= 0.5,
-        "gflops_target_met_vs_1024": rates["ratio_vs_matmul_1024_best"] >= 0.5,
-        "gd_error_below_tol": res["err"]["max"] < args.tol,
-        "flow_error_well_below_tol": flow_err["max"] < 0.01 * args.tol,
+    config = {
+        "problem": "UFM(designs.factorial((K,)), dim=K): one-hot, uniform pi",
+        **{k: getattr(args, k) for k in ("K", "t1", "tol", "safety", "ref_rtol", "ref_atol")},
+        "lam_W": prob.lam_W,
+        "lam_H": prob.lam_H,
+        "init": f"init.small(scale={args.scale:g}, seed={args.seed})",
+        "flow_method": traj.method,
+        "flow_rtol": args.rtol,
+        "flow_atol": args.atol,
+        "n_params": prob.n_params,
+        "grad_flops": prob.grad_flops(),
     }
     result = {
         "benchmark": "bench_flow",
-        "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "timestamp": timestamp(),
         "argv": sys.argv[1:] if argv is None else argv,
-        "config": {
-            "problem": "UFM(designs.factorial((K,)), dim=K): one-hot, uniform pi",
-            "K": K,
-            "V": prob.design.V,
-            "m": prob.design.m,
-            "d": prob.dim,
-            "t1": t1,
-            "lam_W": prob.lam_W,
-            "lam_H": prob.lam_H,
-            "init": f"init.small(scale={args.scale:g}, seed={args.seed})",
-            "tol": args.tol,
-            "safety": args.safety,
-            "flow_method": flow.method,
-            "flow_rtol": args.rtol,
-            "flow_atol": args.atol,
-            "ref_rtol": args.ref_rtol,
-            "ref_atol": args.ref_atol,
-            "n_params": prob.n_params,
-            "grad_flops": flops,
-        },
+        "config": config,
         "machine": machine,
-        "trajectory": context,
-        "flow": {
-            "wall_s_median": flow_wall,
-            "wall_s": walls,
-            "cpu_s": [tr.stats["bench_cpu_s"] for tr in trajs],
-            "integration_wall_s": flow.stats["wall_time"],
-            "saveat": "default (0 + 200 log-spaced times)",
-            "n_saved": int(flow.ts.size),
-            "wall_s_final_only_median": flow_wall_final,
-            "wall_s_final_only": walls_final,
-            "evaluations": evals,
-            "gradient_share_of_wall": rates["gradient_in_flow"]["seconds_per_call"] * evals / flow_wall,
-            "effective_gflops": evals * flops / flow_wall / 1e9,
-            "err_vs_reference": flow_err,
-            "reference_evaluations": ref.stats["evaluations"],
-            "reference_wall_s": ref_wall,
-            "tolerance_sweep": sweep,
-        },
-        "gd": {
-            "implementation": "torch float64 autograd: F.cross_entropy + ridge, backward, p -= lr*p.grad",
-            "objective_check_at_init": equivalence,
-            "lr": res["lr"],
-            "steps": res["steps"],
-            "wall_s": res["wall_s"],
-            "cpu_s": res["cpu_s"],
-            "foreign_cpu_fraction": res["foreign_cpu_fraction"],
-            "ms_per_step": res["ms_per_step"],
-            "effective_gflops": flops * res["steps"] / res["wall_s"] / 1e9,
-            "err_vs_flow": err_vs_flow,
-            "err_vs_reference": err_vs_ref,
-            "first_order_c": res["first_order_c"],
-            "observed_order": res["observed_order"],
-            "lr_predicted_for_tol": res["lr_predicted_for_tol"],
-            "safety": res["safety"],
-            "interleaved": interleaved,
-            "search_runs": res["search_runs"],
-            "search_wall_s": res["search_wall_s"],
-            "attempts": res["attempts"],
-        },
+        "trajectory": ref["context"],
+        "flow": flow,
+        "gd": gd,
         "gflops": rates,
         "memory": {
-            "flow_tracemalloc_peak_mib_default_saveat": mem_default / 2**20,
-            "flow_tracemalloc_peak_mib_final_only": mem_final / 2**20,
+            "flow_tracemalloc_peak_mib_default_saveat": flow["tracemalloc_peak_mib_default_saveat"],
+            "flow_tracemalloc_peak_mib_final_only": flow["tracemalloc_peak_mib_final_only"],
             "state_vector_mib": prob.n_params * 8 / 2**20,
             "maxrss_mib": rss,
             "note": "maxrss is the process-wide high-water mark (includes the torch import); the flow "
             "stage runs first, so after_flow - after_setup bounds the flow's own RSS growth",
         },
-        "summary": summary,
-        "load_average_1min": {**loads, "end": os.getloadavg()[0]},
-        "foreign_cpu_fraction": foreign,
-        "total_wall_s": time.perf_counter() - t_total,
+        "summary": summarize(flow, ref, rates, gd, args.tol),
+        "load_average": loads,
+        "total_wall_s": time.perf_counter() - started,
     }
     print_table(result)
-    write_json_atomic(args.out, result)
-    log(f"wrote {args.out}")
+    write_json(output_path(args, "bench_flow"), result)
     return result
 
 
@@ -797,17 +680,20 @@ def print_table(r: dict[str, Any]) -> None:
         ),
         ("max RSS", ", ".join(f"{k.removesuffix('_mib')} {v:.0f} MiB" for k, v in m["maxrss_mib"].items())),
     ]
-    width = max(len(k) for k, _ in rows)
-    print("\n" + "-" * (width + 80))
-    for k, v in rows:
-        print(f"{k:<{width}}  {v}")
-    foreign = {k: v for k, v in r["foreign_cpu_fraction"].items() if v is not None}
-    print("-" * (width + 80) + f"\ntotal benchmark time {r['total_wall_s']:.1f} s")
-    print(
-        "CPU share taken by other processes: " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in foreign.items())
-    )
+    foreign = {
+        "flow timing": f["foreign_cpu_fraction"],
+        "GFLOP/s rates": gr["foreign_cpu_fraction"],
+        "GD timed run": g["foreign_cpu_fraction"],
+        "interleaved": il["foreign_cpu_fraction"],
+    }
+    foreign = {k: v for k, v in foreign.items() if v is not None}
+    footer = f"total benchmark time {r['total_wall_s']:.1f} s\nCPU share taken by other processes: "
+    footer += ", ".join(f"{k} {100 * v:.0f} %" for k, v in foreign.items())
     if any(v > 0.1 for v in foreign.values()):
-        print("WARNING: other processes used > 10 % of the CPUs in some stage; prefer the interleaved ratio")
+        footer += (
+            "\nWARNING: other processes used > 10 % of the CPUs in some stage; prefer the interleaved ratio"
+        )
+    print_rows(rows, footer)
 
 
 if __name__ == "__main__":
