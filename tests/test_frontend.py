@@ -73,10 +73,21 @@ def test_non_finite_reduced_state_is_never_ok() -> None:
 
 
 def test_huge_initial_scales_end_or_are_refused() -> None:
-    """scale = 1e300 (coefficients 1e150): the logits saturate at once and the run ends with finite Grams;
-    coefficients whose squares overflow are refused before any work."""
-    sol = ut.reduced_solve(ut.ModifiedUFM(D33, 9), 1.0, scale=1e300)
+    """scale = 1e100 (coefficients 1e50): the logits saturate at once and the run ends with finite Grams;
+    larger scales and coefficients whose squares overflow are refused before any work."""
+    sol = ut.reduced_solve(ut.ModifiedUFM(D33, 9), 1.0, scale=1e100)
     assert sol.status in STATUSES and (not sol.ok or np.all(np.isfinite(sol.trajectory.gram_H)))
+    prob = ut.ModifiedUFM(D33, 9)
+    with pytest.raises(ValueError, match="scale"):
+        ut.reduced_solve(prob, 1.0, scale=1e300)
+    with pytest.raises(ValueError, match="scale"):
+        ut.gradient_flow(prob, 1.0, init="aligned", scale=1e300)
+    with pytest.raises(ValueError, match="scale"):
+        ut.predict_phases(prob, scale=1e300)
+    with pytest.raises(ValueError, match="points_per_decade"):
+        ut.predict_phases(prob, points_per_decade=10**8)
+    eq = ut.zhu(ut.UFM(D33, 9, 1e-300, 1e-300))  # the ridge product underflows; ε = 3e-300 < 1/K
+    assert eq.kind == "etf" and eq.ok and np.isfinite(eq.loss)
     with pytest.raises(ValueError, match="scale"):
         ut.reduced_solve(ut.ModifiedUFM(D33, 9), 1.0, init=(np.full(4, 1e200), np.full(4, 1e200)))
 

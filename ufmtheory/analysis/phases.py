@@ -50,7 +50,7 @@ from ufmtheory.algebra.schemes import AssociationScheme, scheme
 from ufmtheory.analysis.estimates import phase_estimates
 from ufmtheory.metrics import phase_times, trajectory_metrics
 from ufmtheory.models import UFM, ModifiedUFM
-from ufmtheory.solvers._frontend import DEFAULT_SCALE
+from ufmtheory.solvers._frontend import DEFAULT_SCALE, MAX_SCALE
 from ufmtheory.solvers.flow import gradient_flow
 from ufmtheory.solvers.init import small
 from ufmtheory.solvers.reduced import ReducedProblem, aligned_full_init, initial_coefficients, reduced_solve
@@ -342,13 +342,10 @@ def predict_phases(
     """
     _check_which(which)
     etf_tol = _check_tol(etf_tol)
-    scale = _validate.positive("scale", scale)
-    if method not in ("reduced", "full"):
-        raise ValueError(f"method must be 'reduced' or 'full', got {method!r}")
-    if isinstance(points_per_decade, bool) or not isinstance(points_per_decade, (int, np.integer)):
-        raise TypeError("points_per_decade must be an integer")
-    if points_per_decade < 1:
-        raise ValueError(f"points_per_decade must be >= 1, got {points_per_decade}")
+    scale = _validate.real("scale", scale, low=0.0, low_open=True, high=MAX_SCALE)
+    method = _validate.choice("method", method, ("reduced", "full"))
+    # 10⁴ points per decade over the 14 decades of t1_max is already 1.4·10⁵ saved Grams.
+    points_per_decade = _validate.integer("points_per_decade", points_per_decade, low=1, high=10_000)
     if t1 is not None:
         t1 = _validate.positive("t1", t1)
     t1_max = _validate.positive("t1_max", t1_max)

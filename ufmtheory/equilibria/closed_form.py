@@ -112,7 +112,9 @@ def zhu(problem: Any) -> Equilibrium:
         )
     if problem.dim < K - 1:
         raise ValueError(f"zhu() needs dim >= K - 1 = {K - 1} for the ETF to fit, got dim={problem.dim}")
-    eps = math.sqrt(n * lam_W * lam_H)
+    prod = n * lam_W * lam_H
+    # Tiny ridges (1e-300) underflow the product to 0: then take the roots one by one.
+    eps = math.sqrt(prod) if prod > 1e-290 else math.sqrt(n) * math.sqrt(lam_W) * math.sqrt(lam_H)
     C = centering(K)
     Yl = design.Y  # (K, m): context j -> its class
     if eps >= 1.0 / K:

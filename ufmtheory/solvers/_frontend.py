@@ -41,6 +41,7 @@ __all__ = [
     "SOLVERS",
     "DEFAULT_MAX_EVALS",
     "DEFAULT_SCALE",
+    "MAX_SCALE",
     "AUTO_STIFF_MAX_PARAMS",
     "check_t1",
     "check_tolerances",
@@ -62,6 +63,8 @@ DEFAULT_MAX_EVALS = 200_000
 """Default cap on right-hand-side (gradient) evaluations per solve: the longest flows of the test suite and
 the benchmarks use < 30 000, while a runaway stiff solve (ridges of 1e300, init scales of 1e300) would
 otherwise never end; reaching the cap gives status ``"max_evals"``."""
+
+MAX_SCALE = init_mod.MAX_SCALE
 
 DEFAULT_SCALE = 1e-6
 """Default ``scale`` of an aligned start: the starting label Gram ``W Wᵀ`` has eigenvalue 1e-6 on the label
@@ -208,7 +211,7 @@ def aligned_coefficients(
         >>> w0.tolist(), h0.tolist()
         ([0.0, 0.001, 0.001], [0.0, 0.002, 0.001])
     """
-    scale = _validate.positive("scale", scale)
+    scale = _validate.real("scale", scale, low=0.0, low_open=True, high=MAX_SCALE)
     ratio = _validate.choice("init_ratio", ratio, ("balanced", "equal"))
     kappa = np.asarray(kappa, dtype=np.float64)
     w0 = np.full(kappa.shape[0], math.sqrt(scale))

@@ -18,11 +18,15 @@ import numpy as np
 
 from ufmtheory import _validate
 
-__all__ = ["small", "normal", "aligned", "centred_labels"]
+__all__ = ["small", "normal", "aligned", "centred_labels", "MAX_SCALE"]
+
+MAX_SCALE = 1e100
+"""Largest accepted init scale: beyond it the starting Grams (scale² · d entries for ``small``) overflow and
+the softmax is saturated from the first step, so no flow of interest starts there."""
 
 
 def _check_scale(scale: Any) -> float:
-    scale = _validate.nonnegative("scale", scale)
+    scale = _validate.real("scale", scale, low=0.0, high=MAX_SCALE)
     if scale == 0:
         raise ValueError("scale must be > 0 (the origin is a critical point: gradient flow never leaves it)")
     return scale
