@@ -15,7 +15,6 @@ Expected values come from routes independent of the code under test:
 from __future__ import annotations
 
 import math
-from functools import reduce
 
 import numpy as np
 import pytest
@@ -30,13 +29,10 @@ from ufmtheory.solvers.reduced import ReducedProblem, reduced_solve
 from ufmtheory.solvers.symbolic import compile_reduced
 from ufmtheory.testing import claims
 
+from helpers import kron_projector
+
 
 # -- helpers built from definitions (not from the package) ----------------------------------------------
-def _kron_projector(sizes: tuple[int, ...], S: tuple[int, ...]) -> np.ndarray:
-    blocks = [np.eye(a) - 1.0 / a if f in S else np.full((a, a), 1.0 / a) for f, a in enumerate(sizes)]
-    return reduce(np.kron, blocks)
-
-
 def _two_factor(A: int, B: int, alpha: float, beta: float) -> dict[str, float]:
     """Closed-form costs of the ETF and semantic points on an A×B grid (docs: Theory §8)."""
     k0, k1, k01 = alpha**2 * B + beta**2, alpha**2 * A + beta**2, beta**2
@@ -363,7 +359,7 @@ def test_semantic_saddle_point_spectrum_and_two_by_two_block(kw):
     # g* of the interaction from the materialised softmax: g = (1 - tr(softmax(L) P)/m)/K.
     L = eq.logits
     Sm = np.exp(L - L.max(axis=0)) / np.exp(L - L.max(axis=0)).sum(axis=0)
-    P = _kron_projector((2, 3), (0, 1))
+    P = kron_projector((2, 3), (0, 1))
     g_star = (1 - np.trace(Sm @ P) / 2) / 6
     kap = kw["beta"] ** 2
     lam_W = kw["lam_W"]
@@ -395,7 +391,7 @@ def test_semantic_saddle_minimises_the_full_loss_on_the_attribute_subspace(ridge
     lam = 2e-3
     kw = {"lam_H": lam} if ridge == "H" else {"lam_E": lam}
     prob = ut.ModifiedUFM(design, dim=6, alpha=0.8, beta=1.0, ridge=ridge, lam_W=lam, **kw)
-    P0, P1 = _kron_projector(sizes, (0,)), _kron_projector(sizes, (1,))
+    P0, P1 = kron_projector(sizes, (0,)), kron_projector(sizes, (1,))
     Xt = prob.X_tilde
     pinv = np.linalg.solve(Xt.T @ Xt, Xt.T)  # E = H X̃⁺ (minimum norm, E X̃ = H)
 

@@ -11,14 +11,7 @@ import ufmtheory as ut
 from ufmtheory.solvers import linear
 from ufmtheory.testing import claims
 
-
-def main_effect_projector(sizes, f):
-    """Kronecker projector onto the main effect of factor f, built here from docs: Theory §6."""
-    mats = [np.eye(a) - 1.0 / a if g == f else np.full((a, a), 1.0 / a) for g, a in enumerate(sizes)]
-    out = mats[0]
-    for M in mats[1:]:
-        out = np.kron(out, M)
-    return out
+from helpers import kron_projector
 
 
 def test_kernel_eigenvalues_match_numerical_spectrum():
@@ -27,11 +20,11 @@ def test_kernel_eigenvalues_match_numerical_spectrum():
     Kx = alpha**2 * design.X.T @ design.X + beta**2 * np.eye(design.m)
     ev = linear.factorial_kernel_eigenvalues(sizes, alpha, beta)
     for f, a in enumerate(sizes):
-        P = main_effect_projector(sizes, f)
+        P = kron_projector(sizes, (f,))
         np.testing.assert_allclose(Kx @ P, ev["main"][f] * P, atol=1e-12)
         assert np.trace(P) == pytest.approx(a - 1)
     # Interaction space: orthogonal complement of constants and main effects.
-    P_int = np.eye(design.m) - 1.0 / design.m - sum(main_effect_projector(sizes, f) for f in range(3))
+    P_int = np.eye(design.m) - 1.0 / design.m - sum(kron_projector(sizes, (f,)) for f in range(3))
     np.testing.assert_allclose(Kx @ P_int, ev["interaction"] * P_int, atol=1e-12)
     assert np.trace(P_int) == pytest.approx(ev["multiplicity_interaction"])
 
@@ -62,7 +55,7 @@ def test_early_growth_rates_from_small_random_init_within_10_percent():
             rtol=1e-10,
             atol=1e-20,
         )
-        energy = np.einsum("tij,ji->t", traj.gram_H, main_effect_projector(sizes, 0))
+        energy = np.einsum("tij,ji->t", traj.gram_H, kron_projector(sizes, (0,)))
         # Skip the transient while the random init aligns with the growing modes; scale 1e-8 keeps the
         # logits < 1e-5 up to t = 50, so the whole window is in the linear regime.
         late = traj.ts > 15
@@ -113,6 +106,6 @@ def test_bad_input(call, match):
 def test_main_effect_projectors_are_orthogonal_idempotents():
     """Sanity of the test helper itself on a 2x2x2 grid."""
     sizes = (2, 2, 2)
-    Ps = [main_effect_projector(sizes, f) for f in range(3)]
+    Ps = [kron_projector(sizes, (f,)) for f in range(3)]
     for P, Q in itertools.product(Ps, Ps):
         np.testing.assert_allclose(P @ Q, P if P is Q else 0 * P, atol=1e-12)

@@ -12,15 +12,9 @@ from hypothesis import strategies as st
 import ufmtheory as ut
 from ufmtheory import metrics as M
 
-from helpers import budget
+from helpers import budget, designs, kron_projector
 
-DESIGNS = {
-    "fact2x3": lambda: ut.designs.factorial((2, 3)),
-    "fact3x4": lambda: ut.designs.factorial((3, 4)),
-    "fact2x2x2": lambda: ut.designs.factorial((2, 2, 2)),
-    "hier3x2": lambda: ut.designs.hierarchical(3, 2),
-    "random": lambda: ut.designs.random_attributes(7, 5, 2, seed=3),
-}
+DESIGNS = designs("fact2x3", "fact3x4", "fact2x2x2", "hier3x2", "random")
 
 
 def _centre_features(H: np.ndarray) -> np.ndarray:
@@ -46,14 +40,7 @@ def _semantic_features(A: int) -> np.ndarray:
 
 def _kron_main_effects(sizes: tuple[int, ...]) -> np.ndarray:
     """Σ_f P_{f}, P_{f} = ⊗_g (I - J/A_g if g == f else J/A_g), contexts in lexicographic order."""
-    total = np.zeros((int(np.prod(sizes)),) * 2)
-    for f in range(len(sizes)):
-        P = np.ones((1, 1))
-        for g, a in enumerate(sizes):
-            J = np.full((a, a), 1.0 / a)
-            P = np.kron(P, np.eye(a) - J if g == f else J)
-        total += P
-    return total
+    return sum(kron_projector(sizes, (f,)) for f in range(len(sizes)))
 
 
 # -- closed forms ------------------------------------------------------------------------------------------

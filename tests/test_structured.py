@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from functools import reduce
 
 import numpy as np
 import pytest
@@ -26,19 +25,9 @@ from ufmtheory.metrics import trajectory_metrics
 from ufmtheory.solvers.reduced import ReducedProblem, reduced_solve
 from ufmtheory.trajectory import Trajectory
 
-DESIGNS = {
-    "fact2x3": lambda: ut.designs.factorial((2, 3)),
-    "fact3x3": lambda: ut.designs.factorial((3, 3)),
-    "fact2x2x3": lambda: ut.designs.factorial((2, 2, 3)),
-    "hier2x3": lambda: ut.designs.hierarchical(2, 3),
-    "hier3x2": lambda: ut.designs.hierarchical(3, 2),
-    "hier1x4": lambda: ut.designs.hierarchical(1, 4),  # no attributes: only ETF distance / effective rank
-}
+from helpers import designs, kron_projector
 
-
-def _kron_projector(sizes: tuple[int, ...], S: tuple[int, ...]) -> np.ndarray:
-    blocks = [np.eye(a) - 1.0 / a if f in S else np.full((a, a), 1.0 / a) for f, a in enumerate(sizes)]
-    return reduce(np.kron, blocks)
+DESIGNS = designs("fact2x3", "fact3x3", "fact2x2x3", "hier2x3", "hier3x2", "hier1x4")
 
 
 def _pair(design, t1: float = 1e5, saveat: int = 40, **kw):
@@ -70,7 +59,7 @@ def test_structured_grams_array_protocol() -> None:
     c = rng.standard_normal((5, sch.n_S))
     G = StructuredGrams(c, sch)
     dense = np.array(
-        [sum(ci * _kron_projector((2, 3), S) for ci, S in zip(row, sch.labels, strict=True)) for row in c]
+        [sum(ci * kron_projector((2, 3), S) for ci, S in zip(row, sch.labels, strict=True)) for row in c]
     )
     assert G.shape == (5, 6, 6) and len(G) == 5 and G.ndim == 3 and G.K == 6 and G.dtype == np.float64
     np.testing.assert_array_equal(G.coefficients, c)
