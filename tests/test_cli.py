@@ -231,6 +231,13 @@ def test_predict_reads_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         ({"design": FACT33, "model": {}, "extra": 1}, ["extra"]),
         ({"design": FACT33, "model": {}, "points_per_decade": 2.5}, ["points_per_decade"]),
         ({"design": {"kind": "factorial", "sizes": [100, 100]}, "model": {}, "method": "full"}, ["reduced"]),
+        ({"design": {"kind": "factorial", "sizes": [100, 100]}, "model": {"dim": "x"}}, ["model.dim"]),
+        ({"design": {"kind": "factorial", "sizes": [2] * 30}, "model": {}}, ["design", "factors"]),
+        (
+            {"design": {"kind": "hierarchical", "depth": 1e300, "branching": 2}, "model": {}},
+            ["design", "depth"],
+        ),
+        ({"design": FACT33, "model": {}, "points_per_decade": 10**8}, ["points_per_decade"]),
     ],
 )
 def test_predict_bad_config_is_one_line_exit_2(

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ufmtheory._validate import integer
 from ufmtheory.algebra.schemes import factorial_scheme, hierarchical_scheme
 from ufmtheory.analysis.phases import predict_phases
 from ufmtheory.cli._common import (
@@ -110,12 +111,15 @@ def build_problem(cfg: dict[str, Any]) -> tuple[ModifiedUFM | ReducedProblem, st
     model = dict(model)
     dim = model.pop("dim", None)
     if _is_large(kind, kwargs):
-        sch = factorial_scheme(kwargs["sizes"]) if kind == "factorial" else hierarchical_scheme(**kwargs)
+        try:
+            sch = factorial_scheme(kwargs["sizes"]) if kind == "factorial" else hierarchical_scheme(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise CLIError(f"design: {exc}") from None
         if cfg.get("method") == "full":
             raise CLIError(
                 f"method 'full' needs a K x K design; K = {sch.K} > {MATERIALISE_MAX_K}: use 'reduced'"
             )
-        if dim is not None and dim < sch.K - 1:
+        if dim is not None and integer("model.dim", dim, low=1) < sch.K - 1:
             raise CLIError(f"model.dim = {dim} < K - 1 = {sch.K - 1}: the reduced ODE needs dim >= K - 1")
         # The model keys are ModifiedUFM's keyword arguments, with its defaults (alpha = beta = 1).
         defaults = {f.name: f.default for f in dataclasses.fields(ModifiedUFM) if f.name in _REDUCED_KEYS}
