@@ -32,16 +32,13 @@ from ufmtheory.baseline import (
     train,
 )
 
+from helpers import soft_design
+
 TINY = {"width": 16, "n_heads": 2, "n_layers": 2}
 
 
 def _soft_design() -> ut.Design:
-    rng = np.random.default_rng(3)
-    P = rng.dirichlet(np.ones(5), size=4)  # irrational-looking floats: no small common denominator
-    P[1, 2:] = 0.0
-    P[1] /= P[1].sum()
-    X = np.array([[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0]], dtype=float)
-    return ut.designs.from_distributions(P, X=X, pi=[0.1, 0.2, 0.3, 0.4])
+    return soft_design(4, 5, seed=3)  # random floats: no small common denominator, so no count form
 
 
 DESIGNS = {
