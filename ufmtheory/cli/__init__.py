@@ -9,7 +9,11 @@ Each command lives in its own module of this package with two functions:
 A command is registered by listing its module in :data:`COMMANDS` (and importing it). Errors the user can
 fix (:class:`~ufmtheory.cli._common.CLIError`, and the ValueError/TypeError the package raises for bad
 input) are printed as one line ``ufm COMMAND: error: ...`` on stderr with exit status 2; any other failure
-is one line with exit status 1 (``UFM_TRACEBACK=1`` shows the traceback).
+is one line with exit status 1 (``UFM_TRACEBACK=1`` shows the traceback). Usage errors are one line too
+(exit status 2), and so is each distinct warning (``ufm COMMAND: warning: ...``).
+
+Shared helpers for command modules (config files in JSON or TOML, ``--schema``, ``--out`` checks before any
+work, designs from ``{"kind": ..., ...}`` specs) are in :mod:`ufmtheory.cli._common`.
 """
 
 from __future__ import annotations
