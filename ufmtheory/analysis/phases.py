@@ -48,6 +48,7 @@ from ufmtheory._format import to_jsonable
 from ufmtheory._results import ResultMixin, make_stats
 from ufmtheory.algebra.schemes import AssociationScheme, scheme
 from ufmtheory.analysis.estimates import phase_estimates
+from ufmtheory.designs import Design
 from ufmtheory.metrics import phase_times, trajectory_metrics
 from ufmtheory.models import UFM, ModifiedUFM
 from ufmtheory.solvers._frontend import DEFAULT_SCALE, MAX_SCALE
@@ -186,10 +187,10 @@ def _check_tol(etf_tol: Any) -> float:
 
 def detect_phases(
     trajectory: Trajectory,
-    design: Any,
+    design: Design | AssociationScheme,
+    *,
     which: str = "H",
     etf_tol: float = 0.05,
-    *,
     min_strength: float = _MIN_STRENGTH,
 ) -> Phases:
     """Measure the phase times on any trajectory (theory run or trained model).
@@ -406,7 +407,7 @@ def predict_phases(
         else:
             traj = gradient_flow(problem, horizon, init=init, saveat=grid)
         evaluations += int(traj.stats["n_evals"] or 0)
-        ph = detect_phases(traj, metric_design, which, etf_tol, min_strength=min_strength)
+        ph = detect_phases(traj, metric_design, which=which, etf_tol=etf_tol, min_strength=min_strength)
         if not auto or not traj.ok:
             break
         found = [v for v in ph.times.values() if v is not None]

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.special import expi
 
 from ufmtheory._results import ResultMixin
+from ufmtheory.models import UFM
 
 __all__ = ["Equilibrium", "etf_gram", "centering", "zhu", "etf_mode_time", "etf_mode_u"]
 
@@ -75,7 +76,7 @@ def etf_gram(K: int) -> np.ndarray:
     return K / (K - 1) * centering(K)
 
 
-def zhu(problem: Any) -> Equilibrium:
+def zhu(problem: UFM) -> Equilibrium:
     """Global minimiser of the regularised UFM on a balanced one-hot design [Zhu et al. 2021].
 
     With K classes, n contexts per class, ``ε = sqrt(n λ_W λ_H)`` and ``d ≥ K - 1``: if ``ε < 1/K`` the

@@ -22,14 +22,20 @@ from ufmtheory.equilibria.structured import (
     reduced_rhs,
     scheme_equilibrium,
 )
+from ufmtheory.models import UFM
 from ufmtheory.programs.scheme_lp import reduced_ce, regularized_end_state
-from ufmtheory.solvers.reduced import reduced_solve
+from ufmtheory.solvers.reduced import ReducedProblem, reduced_solve
 
 __all__ = ["semantic_saddle"]
 
 
 def semantic_saddle(
-    problem: Any, *, method: str = "convex", t1: float | None = None, tol: float = 1e-10, throw: bool = False
+    problem: UFM | ReducedProblem,
+    *,
+    method: str = "convex",
+    t1: float | None = None,
+    tol: float = 1e-10,
+    throw: bool = False,
 ) -> Equilibrium:
     """The semantic critical point: every per-context-only mode zero (docs: Theory §9).
 

@@ -50,7 +50,7 @@ def _problem_parts(problem: Any) -> tuple[Any, Any, str, float, float]:
     return rp, rp.scheme, objective, rp.lam_W, rp.lam_X
 
 
-def reduced_rhs(problem: Any, w: Any, h: Any) -> np.ndarray:
+def reduced_rhs(problem: UFM | ReducedProblem, w: np.ndarray, h: np.ndarray) -> np.ndarray:
     """``[dw_S/dt, dh_S/dt]: (2 n_S,)`` of the exact reduced flow (docs: Theory §6) at ``(w, h)``.
 
     ``dw_S = g_S h_S - λ_W w_S``; ridge H: ``dh_S = κ_S (g_S w_S - λ_H h_S)``; ridge E (or none):
@@ -75,7 +75,7 @@ def reduced_rhs(problem: Any, w: Any, h: Any) -> np.ndarray:
     return np.concatenate([dw, dh])
 
 
-def reduced_jacobian(problem: Any, w: Any, h: Any) -> np.ndarray:
+def reduced_jacobian(problem: UFM | ReducedProblem, w: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Exact Jacobian ``∂[dw, dh]/∂[w, h]: (2 n_S, 2 n_S)`` of :func:`reduced_rhs` at ``(w, h)``.
 
     With ``Γ = ∂g/∂ℓ = -diag(1/m) (P diag(n p) Pᵀ - a aᵀ)`` (``a = P n p``, the softmax Hessian in scheme
@@ -173,7 +173,7 @@ def _two_factor_boundary(sch: Any, kappa: np.ndarray) -> dict[str, Any] | None:
     return {"lhs": lhs, "rhs": rhs, "etf_wins": lhs < rhs}
 
 
-def end_state(problem: Any, *, lam_limit: bool = True) -> Equilibrium:
+def end_state(problem: UFM, *, lam_limit: bool = True) -> Equilibrium:
     """Where gradient flow on a (modified) UFM ends (docs: Theory §8).
 
     * Standard UFM, or modified UFM with ridge on H (``λ_W, λ_H > 0``, ``β > 0``): Zhu's ETF minimiser

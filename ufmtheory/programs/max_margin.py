@@ -127,7 +127,7 @@ class ConvexResult(ResultMixin):
 
 
 # -- validation ------------------------------------------------------------------------------------
-def _distributions(design: Any) -> np.ndarray:
+def _distributions(design: Design | np.ndarray) -> np.ndarray:
     """(m, V) next-token distributions of a Design or of a raw (m, V) array, validated."""
     if isinstance(design, Design):
         return np.asarray(design.Y, dtype=np.float64).T
@@ -157,7 +157,7 @@ def _distributions(design: Any) -> np.ndarray:
     return P
 
 
-def support_matrix(design: Any) -> np.ndarray:
+def support_matrix(design: Design | np.ndarray) -> np.ndarray:
     """(m, V) 0/1 support matrix ``S_jz = [Y_zj > 0]`` of a Design (or an (m, V) distribution array)."""
     return (_distributions(design) > 0).astype(np.float64)
 
@@ -334,7 +334,7 @@ def _support_constraints(S: np.ndarray) -> tuple[tuple[np.ndarray, ...], tuple[n
 
 # -- convex programmes -----------------------------------------------------------------------------
 def nn_svm(
-    design: Any,
+    design: Design | np.ndarray,
     *,
     solver: str | None = None,
     solver_options: dict[str, Any] | None = None,
@@ -396,7 +396,7 @@ def nn_svm(
     return finish(res, throw)
 
 
-def _one_hot_labels(design: Any) -> np.ndarray:
+def _one_hot_labels(design: Design | np.ndarray) -> np.ndarray:
     P = _distributions(design)
     if not np.all((P == 0) | (P == 1)):
         raise ValueError(
@@ -406,7 +406,7 @@ def _one_hot_labels(design: Any) -> np.ndarray:
 
 
 def uf_svm(
-    design: Any,
+    design: Design | np.ndarray,
     *,
     solver: str | None = None,
     reduce: bool = True,
@@ -461,7 +461,7 @@ def uf_svm(
 
 
 # -- closed forms ----------------------------------------------------------------------------------
-def in_support_logits(design: Any) -> ConvexResult:
+def in_support_logits(design: Design | np.ndarray) -> ConvexResult:
     """In-support logit part: ``L_in[j, z] = log Y_zj - mean_{z' ∈ S_j} log Y_z'j`` for ``z ∈ S_j``, else 0.
 
     Its differences within a support are the log-odds ``log(Y_z|j / Y_z'|j)`` that the softmax must

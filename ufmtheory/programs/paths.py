@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,8 +70,8 @@ class RegularizationPath(ResultMixin):
 
 # -- regularisation path ---------------------------------------------------------------------------
 def regularization_path(
-    problem: Any,
-    lambdas: Any,
+    problem: UFM,
+    lambdas: Sequence[float] | np.ndarray,
     *,
     t1: float = 1e5,
     init: Any = None,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ufmtheory._results import ResultMixin, finish
+from ufmtheory.designs import Design
 from ufmtheory.programs.max_margin import (
     ConvexResult,
     _distributions,
@@ -67,7 +68,7 @@ class ProxyGap(ResultMixin):
         self._check_result()
 
 
-def centred_support_proxy(design: Any) -> ConvexResult:
+def centred_support_proxy(design: Design | np.ndarray) -> ConvexResult:
     """Closed-form proxy ``S (I - 11ᵀ/V)`` for :func:`nn_svm`, scaled so that its smallest margin is 1.
 
     Exact for one-hot labels and for disjoint equal-size support blocks, an approximation in general
@@ -82,7 +83,7 @@ def centred_support_proxy(design: Any) -> ConvexResult:
     return _result(scale * L, S, solver="none", method="centred-support-proxy", stats={"scale": scale})
 
 
-def sel_matrix(design: Any) -> ConvexResult:
+def sel_matrix(design: Design | np.ndarray) -> ConvexResult:
     """Simplex-encoded labels ``Ẑ = Yᵀ (I - 11ᵀ/V): (m, V)`` of a one-hot design and its SVD (the SELI
     geometry ``HᵀH = U Σ Uᵀ``, ``W Wᵀ = V Σ Vᵀ``) [Thrampoulidis et al. 2022, arXiv 2208.05512].
 
@@ -106,7 +107,7 @@ def gram_cosine(A: np.ndarray, B: np.ndarray) -> float:
 
 
 def proxy_gap(
-    design: Any,
+    design: Design | np.ndarray,
     proxy: str = "centred",
     *,
     optimum: ConvexResult | None = None,

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from ufmtheory import _validate
+from ufmtheory.designs import Design
+from ufmtheory.models import Problem
 
 __all__ = ["small", "normal", "aligned", "centred_labels", "MAX_SCALE"]
 
@@ -32,7 +34,9 @@ def _check_scale(scale: Any) -> float:
     return scale
 
 
-def small(problem: Any, scale: float = 1e-3, seed: int | np.random.Generator = 0) -> dict[str, np.ndarray]:
+def small(
+    problem: Problem, scale: float = 1e-3, seed: int | np.random.Generator = 0
+) -> dict[str, np.ndarray]:
     """Small random initialisation: every entry of every block ~ N(0, scale²).
 
     Args:
@@ -62,7 +66,7 @@ def _check_std(name: str, value: Any) -> float:
 
 
 def normal(
-    problem: Any, std: float | dict[str, float] = 0.02, seed: int | np.random.Generator = 0
+    problem: Problem, std: float | dict[str, float] = 0.02, seed: int | np.random.Generator = 0
 ) -> dict[str, np.ndarray]:
     """The baseline GPT's initialisation: every entry ~ N(0, std²), default ``std = 0.02``.
 
@@ -98,7 +102,7 @@ def normal(
     return {name: stds[name] * rng.standard_normal(shape) for name, shape in shapes.items()}
 
 
-def centred_labels(design: Any) -> np.ndarray:
+def centred_labels(design: Design) -> np.ndarray:
     """``(Y - 11ᵀ/V) diag(π): (V, m)``: the label matrix the linearised dynamics grow along.
 
     Near the origin ``softmax(WH) ≈ 1/V``, so the gradient is ``G ≈ -(Y - 11ᵀ/V) diag(π)`` and logit modes
@@ -107,7 +111,7 @@ def centred_labels(design: Any) -> np.ndarray:
     return (design.Y - 1.0 / design.V) * design.pi
 
 
-def aligned(problem: Any, scale: float = 1e-6) -> dict[str, np.ndarray]:
+def aligned(problem: Problem, scale: float = 1e-6) -> dict[str, np.ndarray]:
     """Balanced initialisation aligned with the SVD of the centred labels; ``scale`` sizes the Grams.
 
     With ``centred_labels(design) = U S Vᵀ`` (rank r), ``D = (S/s_max)^{1/2}`` and ``R`` the first r

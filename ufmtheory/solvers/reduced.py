@@ -257,14 +257,14 @@ def initial_coefficients(
     return w0, h0
 
 
-def feature_coefficients(sch: AssociationScheme, a: np.ndarray, radius: float | None) -> np.ndarray:
+def feature_coefficients(scheme: AssociationScheme, a: np.ndarray, radius: float | None) -> np.ndarray:
     """Coefficients ``h_S = r a_S / n`` of the normalised features from raw ones ``a: (..., n_S)``, with the
     common column norm ``n = sqrt(Σ_S m_S a_S² / K)`` (``a`` itself when ``radius`` is ``None``)."""
     a = np.asarray(a, dtype=np.float64)
     if radius is None:
         return a
-    ranks = np.array(sch.ranks, dtype=np.float64)
-    norm = np.sqrt((a**2) @ ranks / sch.K)
+    ranks = np.array(scheme.ranks, dtype=np.float64)
+    norm = np.sqrt((a**2) @ ranks / scheme.K)
     return radius * a / norm[..., None]
 
 
