@@ -79,7 +79,7 @@ def _train_point(
         every = options["checkpoint_every"] or max(cfg.steps // 10, 1)
         cfg = dataclasses.replace(cfg, checkpoint_every=every, checkpoint_dir=str(ckpt), resume=True)
     traj = train(design, cfg)
-    ph = detect_phases(traj, design, which, options["etf_tol"])
+    ph = detect_phases(traj, design, which=which, etf_tol=options["etf_tol"])
     out: dict[str, Any] = {
         "onset": ph.onset,
         "peak": ph.peak,
