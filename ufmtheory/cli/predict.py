@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"{exc} (see `ufm predict --schema`)") from None
     print(f"ufm predict: {name}")
     for w, ph in phases.items():
-        detail = f" ({ph.message})" if not ph.ok and getattr(ph, "message", "") else ""
+        detail = "" if ph.ok else f" ({ph.message})"
         print(f"\n{w} ({'contexts' if w == 'H' else 'labels'}): {ph.method}, status {ph.status}{detail}")
         print(ph.table())
     if out is not None:

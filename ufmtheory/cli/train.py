@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"ufm train: {design_label(design.summary())}, {traj.stats.get('steps_run')} steps in"
         f" {fmt(traj.stats.get('wall_time_s'))} s, final loss {fmt(traj.loss[-1])}, status {traj.status}"
-        + (f" ({traj.message})" if not traj.ok and getattr(traj, "message", "") else "")
+        + ("" if traj.ok else f" ({traj.message})")
     )
     for w, ph in phases.items():
         print(f"\n{w} ({'contexts' if w == 'H' else 'labels'}), optimiser steps:")
