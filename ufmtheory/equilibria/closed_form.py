@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expi
 
+from ufmtheory import _validate
 from ufmtheory._results import ResultMixin
 from ufmtheory.models import UFM
 
@@ -57,8 +58,7 @@ class Equilibrium(ResultMixin):
 
 def centering(K: int) -> np.ndarray:
     """``C_K = I_K - 11ᵀ/K``, the centring projector: (K, K)."""
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
-        raise ValueError(f"K must be an integer >= 1, got {K!r}")
+    K = _validate.integer("K", K, low=1)
     return np.eye(K) - 1.0 / K
 
 
@@ -71,8 +71,7 @@ def etf_gram(K: int) -> np.ndarray:
         >>> etf_gram(3).round(3).tolist()
         [[1.0, -0.5, -0.5], [-0.5, 1.0, -0.5], [-0.5, -0.5, 1.0]]
     """
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 2:
-        raise ValueError(f"K must be an integer >= 2, got {K!r}")
+    K = _validate.integer("K", K, low=2)
     return K / (K - 1) * centering(K)
 
 
@@ -166,9 +165,7 @@ def _check_u(name: str, u: Any) -> np.ndarray:
 
 
 def _check_K(K: Any) -> int:
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 2:
-        raise ValueError(f"K must be an integer >= 2, got {K!r}")
-    return int(K)
+    return _validate.integer("K", K, low=2)
 
 
 def etf_mode_time(u: Any, K: int, u0: float) -> Any:
