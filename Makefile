@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # run), no cache, the per-test timeout from pyproject.toml.
 PYTEST := HYPOTHESIS_PROFILE=ci $(BIN)/pytest -p no:cacheprovider
 
-.PHONY: demo test test-slow fuzz lint bench docs clean
+.PHONY: demo test test-slow fuzz lint bench bench-quick docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check ufmtheory tests benchmarks
 	$(BIN)/ruff format --check ufmtheory tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy ufmtheory
 
 # Everything but the slow tests (K = 10^6, long flows: `make test-slow`); the fuzz tests run here with a
 # small example budget and in `make fuzz` with a large one.
@@ -42,6 +43,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_flow.py
 	$(BIN)/python benchmarks/bench_reduced.py
 	$(BIN)/python benchmarks/bench_baseline.py
+
+# Each benchmark at its smallest setting: proves the scripts run (their numbers mean little); JSON to
+# build/bench-quick. Minutes on a busy 2-core machine.
+bench-quick: $(STAMP)
+	mkdir -p build/bench-quick
+	for b in flow reduced baseline convex; do $(BIN)/python benchmarks/bench_$$b.py --quick --out build/bench-quick || exit 1; done
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d build/site
