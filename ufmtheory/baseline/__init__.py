@@ -27,6 +27,7 @@ from ufmtheory.baseline.checkpoint import (
 )
 from ufmtheory.baseline.config import TrainConfig
 from ufmtheory.baseline.data import IGNORE_INDEX, SequenceData, build_sequences, exact_counts
+from ufmtheory.baseline.many import train_many
 from ufmtheory.baseline.model import GPT, GPTConfig, resolve_device
 from ufmtheory.baseline.monitor import PeakMonitor
 from ufmtheory.baseline.probes import module_features, parameter_rows
@@ -54,4 +55,5 @@ __all__ = [
     "resolve_device",
     "snapshot_steps",
     "train",
+    "train_many",
 ]
