@@ -23,19 +23,22 @@ Run: ``.venv/bin/python benchmarks/bench_baseline.py [--device cpu|cuda|auto] [-
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
-import os
-import platform
-import resource
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE / "results" / "bench_baseline.json"
+from _common import (
+    emit,
+    load_average,
+    log,
+    machine_info,
+    maxrss_mib,
+    output_path,
+    parser,
+    run_worker,
+    timestamp,
+    write_json,
+)
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "demo": {"sizes": [4, 4], "n_layers": 2, "width": 64, "steps": 400},
@@ -51,10 +54,6 @@ RUNS = [
     ("model_x10", 2, 50),
     ("batch_x10", 1, None),
 ]
-
-
-def maxrss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -117,53 +116,22 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def machine_info() -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "loadavg_start": os.getloadavg(),
-    }
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = parser(__doc__, "20 steps per configuration")
     ap.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
-    ap.add_argument("--quick", action="store_true", help="a few steps per configuration (smoke test)")
-    ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+        emit(worker(json.loads(args.worker)))
         return
 
-    from ufmtheory._io import atomic_write_bytes
+    import torch  # for the device only; the workers import their own
 
     info = machine_info()
-    device = (
-        "cuda"
-        if args.device == "auto" and info["cuda"]
-        else ("cpu" if args.device == "auto" else args.device)
-    )
+    info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    device = args.device if args.device != "auto" else ("cuda" if info["cuda"] else "cpu")
     runs = RUNS if device == "cpu" else [(name, 1, None) for name in CONFIGS]  # threads do not matter on GPUs
-    out = args.out or (
-        Path(os.environ.get("TMPDIR", "/tmp")) / "bench_baseline_quick.json" if args.quick else DEFAULT_OUT
-    )
+    out = output_path(args, "bench_baseline")
     results = []
     t_all = time.perf_counter()
     for name, threads, steps in runs:
@@ -172,22 +140,13 @@ def main() -> None:
             spec["steps"] = steps
         if args.quick:
             spec["steps"] = 20
-        proc = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            print(proc.stderr, file=sys.stderr)
-            raise SystemExit(f"worker {name} failed")
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        res = run_worker(__file__, ["--worker", json.dumps(spec)])
         results.append(res)
-        print(f"  {name} @{threads} thread(s): {res['ms_per_step']:.2f} ms/step", file=sys.stderr, flush=True)
-    info["loadavg_end"] = os.getloadavg()
+        log(f"  {name} @{threads} thread(s): {res['ms_per_step']:.2f} ms/step")
+    info["load_average_end"] = load_average()
     report = {
         "benchmark": "bench_baseline",
-        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "date": timestamp(),
         "device": device,
         "quick": args.quick,
         "total_time_s": time.perf_counter() - t_all,
@@ -198,7 +157,7 @@ def main() -> None:
     for r in results:
         ref = demo.get(r["threads"]) or demo.get(1)
         r["tokens_per_s_vs_demo"] = r["tokens_per_s"] / ref["tokens_per_s"] if ref else None
-    atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
+    write_json(out, report)
 
     hdr = (
         f"{'config':<10} {'dev':<5} {'thr':>3} {'L×w':>7} {'tok/step':>8} {'params':>8} {'ms/step':>8} "
@@ -215,7 +174,7 @@ def main() -> None:
             f"{r['tokens_per_s']:>9.0f} "
             f"{r['model_gflops']:>8.3f} {r['wall_time_s']:>7.2f} {mem:>9.1f} {inc:>6.1f}"
         )
-    print(f"load average start {info['loadavg_start']}, end {info['loadavg_end']}; wrote {out}")
+    print(f"load average start {info['load_average']}, end {info['load_average_end']}")
     print(f"total {report['total_time_s']:.0f} s")
 
 

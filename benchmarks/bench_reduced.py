@@ -56,80 +56,38 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, _argv_threads)
 
 import argparse  # noqa: E402
-import datetime as _dt  # noqa: E402
 import gc  # noqa: E402
-import importlib.metadata  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import scipy  # noqa: E402
+from _common import (  # noqa: E402
+    emit,
+    fmt,
+    load_average,
+    log,
+    loglog_slope,
+    machine_info,
+    maxrss_mib,
+    output_path,
+    parser,
+    run_worker,
+    timestamp,
+    write_json,
+)
 
 import ufmtheory as ut  # noqa: E402
-from ufmtheory._io import atomic_write_bytes  # noqa: E402
 from ufmtheory.algebra.schemes import factorial_scheme  # noqa: E402
 from ufmtheory.metrics import phase_times  # noqa: E402
 from ufmtheory.solvers.reduced import ReducedProblem, aligned_full_init, reduced_solve  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE / "results" / "bench_reduced.json"
 GRID = (3, 4, 6, 8, 11, 14, 16, 20, 23)
 QUICK_GRID = (3, 4, 6)
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-def maxrss_mib() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def machine_info() -> dict[str, Any]:
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        affinity = None
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:  # pragma: no cover
-        pass
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "sympy": importlib.metadata.version("sympy"),
-        "thread_env": {
-            k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-        },
-    }
-
-
-def load_average() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        return []
-
-
 def clear_compile_cache() -> None:
     """Forget the lambdified reduced equations (the next reduced call derives and compiles again). Imports
     sympy (through ufmtheory.solvers.symbolic) if it is not loaded yet."""
@@ -205,7 +163,7 @@ def bench_reduced(A: int, lam: float, t1: float, scale: float, repeats: int) -> 
         "t1": t1,
         "status": sol.status,
         "method": sol.method,
-        "evaluations": sol.stats["evaluations"],
+        "evaluations": sol.stats["n_evals"],
         "wall_first_s": first["t_total"],
         "wall_s": statistics.median(r["t_total"] for r in warm),
         "wall_solve_s": statistics.median(r["t_solve"] for r in warm),
@@ -262,51 +220,35 @@ def full_main(args: argparse.Namespace) -> None:
     cH = np.array([sch.coefficients(G) for G in traj.gram_H])
     cW = np.array([sch.coefficients(G) for G in traj.gram_W])
     m = traj.metrics(prob.design)
-    print(
-        json.dumps(
-            {
-                "A": A,
-                "K": A * A,
-                "status": traj.status,
-                "method": traj.method,
-                "evaluations": traj.stats["evaluations"],
-                "wall_s": wall,
-                "gradient_ms": grad_ms,
-                "n_params": prob.n_params,
-                "tracemalloc_peak_mib": peak,
-                "maxrss_before_mib": rss_base,
-                "maxrss_after_mib": rss_after,
-                "maxrss_delta_mib": rss_after - rss_base,
-                "saved_gram_stack_mib": 2 * len(traj) * (A * A) ** 2 * 8 / 2**20,
-                "cH": cH.tolist(),
-                "cW": cW.tolist(),
-                "strength": [None if not np.isfinite(x) else float(x) for x in m["semantic_strength"]],
-                "etf_distance": [None if not np.isfinite(x) else float(x) for x in m["etf_distance"]],
-                "effective_rank": [None if not np.isfinite(x) else float(x) for x in m["effective_rank"]],
-                "ts": traj.ts.tolist(),
-            }
-        )
+    emit(
+        {
+            "A": A,
+            "K": A * A,
+            "status": traj.status,
+            "method": traj.method,
+            "evaluations": traj.stats["n_evals"],
+            "wall_s": wall,
+            "gradient_ms": grad_ms,
+            "n_params": prob.n_params,
+            "tracemalloc_peak_mib": peak,
+            "maxrss_before_mib": rss_base,
+            "maxrss_after_mib": rss_after,
+            "maxrss_delta_mib": rss_after - rss_base,
+            "saved_gram_stack_mib": 2 * len(traj) * (A * A) ** 2 * 8 / 2**20,
+            "cH": cH,
+            "cW": cW,
+            "strength": m["semantic_strength"],  # non-finite values travel as null
+            "etf_distance": m["etf_distance"],
+            "effective_rank": m["effective_rank"],
+            "ts": traj.ts,
+        }
     )
 
 
 def bench_full(A: int, args: argparse.Namespace, reduced: dict[str, Any]) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--_full",
-        "--full-A",
-        str(A),
-        "--lam",
-        repr(args.lam),
-        "--t1",
-        repr(args.t1),
-        "--scale",
-        repr(args.scale),
-        "--trace-below",
-        repr(args.trace_below),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    argv = ["--_full", "--full-A", str(A), "--lam", repr(args.lam), "--t1", repr(args.t1)]
+    argv += ["--scale", repr(args.scale), "--trace-below", repr(args.trace_below)]
+    res = run_worker(__file__, argv)
     sol = reduced["_sol"]
     cH, cW = np.array(res.pop("cH")), np.array(res.pop("cW"))
     n = min(len(cH), len(sol.ts))
@@ -337,12 +279,6 @@ def predict_full_wall(rows: list[dict[str, Any]], A: int, lam: float) -> float:
     g = gradient_seconds(prob, prob.pack(aligned_full_init(prob, w0, h0)), rounds=3)
     by_grad = g * rows[-1]["evaluations"] * 1.5  # gradients + integrator overhead on 2K² numbers
     return max(wall[-1] * (A * A / K[-1]) ** slope, by_grad)
-
-
-def loglog_slope(K: list[float], y: list[float]) -> float | None:
-    if len(K) < 2:
-        return None
-    return float(np.polyfit(np.log(K), np.log(y), 1)[0])
 
 
 # -- stage 1: the 1000×1000 design in its own process ----------------------------------------------------
@@ -391,7 +327,7 @@ def big_main(args: argparse.Namespace) -> None:
             "t1": t1,
             "status": sol.status,
             "method": sol.method,
-            "evaluations": sol.stats["evaluations"],
+            "evaluations": sol.stats["n_evals"],
             "wall_first_s": first["t_total"],
             "wall_s": statistics.median(r["t_total"] for r in warm),
             "wall_solve_s": statistics.median(r["t_solve"] for r in warm),
@@ -407,7 +343,7 @@ def big_main(args: argparse.Namespace) -> None:
     out["runs"] = runs
     out["process_wall_s"] = time.perf_counter() - t_start
     out["maxrss_mib"] = maxrss_mib()
-    print(json.dumps(out))
+    emit(out)
 
 
 def big_cold_trace_main(args: argparse.Namespace) -> None:
@@ -426,44 +362,124 @@ def big_cold_trace_main(args: argparse.Namespace) -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    print(
-        json.dumps(
-            {"tracemalloc_peak_cold_mib": peak / 2**20, "wall_traced_s": wall, "maxrss_mib": maxrss_mib()}
-        )
-    )
+    emit({"tracemalloc_peak_cold_mib": peak / 2**20, "wall_traced_s": wall, "maxrss_mib": maxrss_mib()})
 
 
 def run_big(args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--_big",
-        "--lam",
-        repr(args.lam),
-        "--big-t1",
-        repr(args.big_t1),
-        "--big-A",
-        str(args.big_A),
-        "--scale",
-        repr(args.scale),
-        "--repeats",
-        str(args.repeats),
-    ]
+    argv = ["--lam", repr(args.lam), "--big-t1", repr(args.big_t1), "--big-A", str(args.big_A)]
+    argv += ["--scale", repr(args.scale), "--repeats", str(args.repeats)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = run_worker(__file__, ["--_big", *argv])
     res["subprocess_wall_s"] = time.perf_counter() - t0  # interpreter start + imports + everything
-    cold = subprocess.run(
-        [*cmd[:2], "--_big_cold_trace", *cmd[3:]], capture_output=True, text=True, check=True
-    )
-    res["cold_traced"] = json.loads(cold.stdout.strip().splitlines()[-1])
+    res["cold_traced"] = run_worker(__file__, ["--_big_cold_trace", *argv])
     return res
 
 
+# -- stages 2 and 3 ----------------------------------------------------------------------------------------
+def stage_series(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict | None]:
+    """Reduced flow at every grid size; the full flow from the smallest size up while its predicted (or
+    measured) wall time stays within the budget. Returns (reduced rows, full rows, where the series ended)."""
+    reduced_rows, full_rows, stopped = [], [], None
+    for A in args.grid:
+        red = bench_reduced(A, args.lam, args.t1, args.scale, args.repeats)
+        tr = red["_sol"].trajectory
+        red["_mH_strength"] = tr.metrics(tr.scheme)["semantic_strength"]
+        log(
+            f"  A={A:3d} K={A * A:4d} reduced: {red['wall_s'] * 1e3:8.1f} ms warm,"
+            f" {red['wall_first_s']:.2f} s first ({red['evaluations']} evals, {red['method']}),"
+            f" collapse t={red['phases_H']['collapse']}"
+        )
+        if stopped is None:
+            predicted = predict_full_wall(full_rows, A, args.lam)
+            if predicted > args.budget:
+                log(f"  A={A:3d} full: predicted {predicted:.0f} s > budget {args.budget:g} s: series ends")
+                stopped = {"A": A, "K": A * A, "predicted_s": predicted}
+            else:
+                row = bench_full(A, args, red)
+                row["predicted_s"] = predicted
+                full_rows.append(row)
+                log(
+                    f"  A={A:3d} K={A * A:4d} full:    {row['wall_s']:8.2f} s ({row['evaluations']} evals,"
+                    f" {row['method']}, {row['gradient_ms']:.2f} ms/grad; predicted {predicted:.1f} s),"
+                    f" coeff err H {row['max_rel_coeff_err_H']:.1e} W {row['max_rel_coeff_err_W']:.1e},"
+                    f" ratio {row['wall_s'] / red['wall_s']:.0f}x"
+                )
+                if row["wall_s"] > args.budget:
+                    log(f"  full flow took {row['wall_s']:.0f} s > budget: series ends")
+                    stopped = {"A": A, "K": A * A, "measured_s": row["wall_s"]}
+        red.pop("_sol")
+        red.pop("_mH_strength")
+        reduced_rows.append(red)
+    return reduced_rows, full_rows, stopped
+
+
+def fits(reduced_rows: list[dict[str, Any]], full_rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Log-log slopes against K of wall time and memory, per flow."""
+
+    def slope(rows: list[dict[str, Any]], key: str) -> float | None:
+        return loglog_slope([r["K"] for r in rows], [r.get(key) for r in rows])
+
+    common = {r["A"] for r in full_rows}
+    return {
+        "full_wall_vs_K": slope(full_rows, "wall_s"),
+        "full_gradient_vs_K": slope(full_rows, "gradient_ms"),
+        # ru_maxrss grows only once the flow outgrows the import-time peak (~120 MiB): fit those sizes.
+        "full_maxrss_delta_vs_K_where_over_50MiB": slope(
+            [r for r in full_rows if r["maxrss_delta_mib"] >= 50], "maxrss_delta_mib"
+        ),
+        "full_saved_gram_stack_vs_K": slope(full_rows, "saved_gram_stack_mib"),
+        "full_tracemalloc_vs_K": slope(full_rows, "tracemalloc_peak_mib"),
+        "reduced_wall_vs_K_common_sizes": slope([r for r in reduced_rows if r["A"] in common], "wall_s"),
+        "reduced_wall_vs_K_all_sizes": slope(reduced_rows, "wall_s"),
+        "reduced_evaluations_vs_K_all_sizes": slope(reduced_rows, "evaluations"),
+        "reduced_tracemalloc_vs_K_all_sizes": slope(reduced_rows, "tracemalloc_peak_mib"),
+    }
+
+
+def targets(result: dict[str, Any], budget: float) -> dict[str, Any]:
+    """The targets: 1000×1000 through its collapse in < 2 s and < 200 MB; full/reduced ≥ 100× at the
+    largest common size within the budget."""
+    within = [r for r in result["full"] if r["wall_s"] <= budget]
+    largest = max(within, key=lambda r: r["K"]) if within else None
+    at_largest = next((x for x in result["ratios"] if largest and x["A"] == largest["A"]), {})
+    big = result["big"]["runs"]["benchmark"]
+    cold = result["big"]["cold_traced"]["tracemalloc_peak_cold_mib"]
+    peaks = (big["tracemalloc_peak_mib"], big["tracemalloc_peak_first_mib"], cold)
+    errs = [max(r["max_rel_coeff_err_H"], r["max_rel_coeff_err_W"]) for r in result["full"]]
+    return {
+        "big_through_collapse": bool(big["phases_H"]["rises_then_falls"]),
+        "big_wall_warm_s": big["wall_s"],
+        "big_wall_first_call_s": big["wall_first_s"],
+        "big_under_2s_warm": big["wall_s"] < 2.0,
+        "big_under_2s_first_call": big["wall_first_s"] < 2.0,
+        "big_tracemalloc_warm_mib": peaks[0],
+        "big_tracemalloc_first_call_mib": peaks[1],
+        "big_tracemalloc_cold_process_mib": peaks[2],
+        "big_under_200MB_tracemalloc": max(peaks) < 200,
+        "big_process_maxrss_mib": big["maxrss_mib"],
+        "largest_common_A_within_budget": largest["A"] if largest else None,
+        "ratio_at_largest_common": at_largest["full_over_reduced"] if at_largest else None,
+        "ratio_at_largest_common_first_call": at_largest["full_over_reduced_first_call"]
+        if at_largest
+        else None,
+        "ratio_at_least_100x": bool(at_largest and at_largest["full_over_reduced"] >= 100),
+        "max_rel_coeff_err": max(errs, default=None),
+    }
+
+
+NOTES = (
+    "Wall times are noisy when other processes share the 2 cores (see the load averages). Full flows run "
+    "untraced in a fresh subprocess per size (ru_maxrss is that process's own; maxrss_delta is its growth "
+    "during the flow, mostly the 2 x 201 saved K x K Grams); their tracemalloc peak comes from a second, "
+    "traced run, only for sizes under --trace-below seconds. Reduced timings: median of untraced warm runs "
+    "(solve + H and W metric curves); 'first' includes the sympy derivation and lambdify of that scheme's "
+    "equations (cached per process, one per A); tracemalloc peaks from separate traced runs."
+)
+
+
 # -- main ------------------------------------------------------------------------------------------------
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="grids 3, 4, 6 and a 10 s budget (smoke test)")
+def parse_args() -> argparse.Namespace:
+    ap = parser(__doc__, "grids 3, 4, 6, a 10 s full-flow budget, one warm repeat")
     ap.add_argument("--budget", type=float, default=60.0, help="wall-time limit of one full flow (s)")
     ap.add_argument("--lam", type=float, default=1e-3)
     ap.add_argument("--t1", type=float, default=1e5, help="horizon of the grid series")
@@ -471,44 +487,40 @@ def main() -> None:
     ap.add_argument("--big-t1", type=float, default=1e12)
     ap.add_argument("--scale", type=float, default=1e-3, help="init coefficient w_S = h_S (S ≠ ∅)")
     ap.add_argument("--repeats", type=int, default=3, help="warm reduced runs (median)")
-    ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--trace-below", type=float, default=10.0, help="trace full flows faster than this (s)")
     ap.add_argument("--blas-threads", default="1", help="BLAS threads (set before numpy import)")
-    ap.add_argument("--_big", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--_full", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--_big_cold_trace", action="store_true", help=argparse.SUPPRESS)
+    for hidden in ("--_big", "--_full", "--_big_cold_trace"):  # worker modes (subprocesses)
+        ap.add_argument(hidden, action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--full-A", type=int, default=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args._big:
-        big_main(args)
-        return
-    if args._full:
-        full_main(args)
-        return
-    if args._big_cold_trace:
-        big_cold_trace_main(args)
-        return
-    grid = QUICK_GRID if args.quick else GRID
-    budget = 10.0 if args.quick else args.budget
-    out_path = args.out or (
-        Path(tempfile.gettempdir()) / "bench_reduced_quick.json" if args.quick else DEFAULT_OUT
-    )
+    args.grid = QUICK_GRID if args.quick else GRID
+    if args.quick:
+        args.budget, args.repeats = 10.0, 1
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    for flag, worker in (("_big", big_main), ("_full", full_main), ("_big_cold_trace", big_cold_trace_main)):
+        if getattr(args, flag):
+            worker(args)
+            return
     started = time.perf_counter()
     result: dict[str, Any] = {
         "benchmark": "bench_reduced",
-        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "date": timestamp(),
         "machine": machine_info(),
         "load_average_start": load_average(),
         "config": {
             "problem": "ModifiedUFM(factorial((A, A)), dim=K, alpha=1, beta=1, ridge='H', lam_W=lam_H=lam)",
             "init": f"aligned, w_S = h_S = {args.scale} for S != empty (isotropic centred Grams)",
-            "grid": list(grid),
+            "grid": list(args.grid),
             "lam": args.lam,
             "t1": args.t1,
             "full_flow": "ut.gradient_flow defaults (auto method, log-time, rtol=1e-8, atol=1e-10)",
             "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-            "reduced_flow": "ut.reduced_flow(structured=True) defaults (rtol=1e-10, atol=1e-12), + metrics",
-            "full_budget_s": budget,
+            "reduced_flow": "ut.reduced_solve(structured=True) defaults (rtol=1e-10, atol=1e-12), + metrics",
+            "full_budget_s": args.budget,
             "big": {"A": args.big_A, "t1": args.big_t1, "lam": f"{args.lam} * 9 / K"},
             "repeats": args.repeats,
         },
@@ -522,130 +534,27 @@ def main() -> None:
         f"(first call {b['tracemalloc_peak_first_mib']:.1f}), maxrss {b['maxrss_mib']:.0f} MiB, "
         f"collapse t={b['phases_H']['collapse']}"
     )
-
-    log(f"stage 2: grid series {grid}, lam={args.lam}, t1={args.t1:g}, full-flow budget {budget:g} s")
+    log(f"stage 2: grid series {args.grid}, lam={args.lam}, t1={args.t1:g}, full budget {args.budget:g} s")
     result["maxrss_before_series_mib"] = maxrss_mib()
-    reduced_rows, full_rows = [], []
-    full_open = True
-    for A in grid:
-        red = bench_reduced(A, args.lam, args.t1, args.scale, args.repeats)
-        tr = red["_sol"].trajectory
-        red["_mH_strength"] = tr.metrics(tr.scheme)["semantic_strength"]
-        log(
-            f"  A={A:3d} K={A * A:4d} reduced: {red['wall_s'] * 1e3:8.1f} ms warm,"
-            f" {red['wall_first_s']:.2f} s first ({red['evaluations']} evals, {red['method']}),"
-            f" collapse t={red['phases_H']['collapse']}"
-        )
-        if full_open:
-            predicted = predict_full_wall(full_rows, A, args.lam)
-            if predicted > budget:
-                log(f"  A={A:3d} full: predicted {predicted:.0f} s > budget {budget:g} s: series ends")
-                result["full_stopped"] = {"A": A, "K": A * A, "predicted_s": predicted}
-                full_open = False
-            else:
-                row = bench_full(A, args, red)
-                row["predicted_s"] = predicted
-                full_rows.append(row)
-                log(
-                    f"  A={A:3d} K={A * A:4d} full:    {row['wall_s']:8.2f} s ({row['evaluations']} evals,"
-                    f" {row['method']}, {row['gradient_ms']:.2f} ms/grad; predicted {predicted:.1f} s),"
-                    f" coeff err H {row['max_rel_coeff_err_H']:.1e} W {row['max_rel_coeff_err_W']:.1e},"
-                    f" ratio {row['wall_s'] / red['wall_s']:.0f}x"
-                )
-                if row["wall_s"] > budget:
-                    log(f"  full flow took {row['wall_s']:.0f} s > budget: series ends")
-                    full_open = False
-        red.pop("_sol")
-        red.pop("_mH_strength")
-        reduced_rows.append(red)
-    result["reduced"] = reduced_rows
-    result["full"] = full_rows
-
-    # -- fits and ratios ---------------------------------------------------------------------------------
-    def slope(rows: list[dict[str, Any]], key: str) -> float | None:
-        pts = [(r["K"], r[key]) for r in rows if r.get(key) is not None and r[key] > 0]
-        return loglog_slope([k for k, _ in pts], [v for _, v in pts])
-
-    within = [r for r in full_rows if r["wall_s"] <= budget]
-    common = {r["A"] for r in full_rows}
-    red_common = [r for r in reduced_rows if r["A"] in common]
-    result["fits_loglog_slope"] = {
-        "full_wall_vs_K": slope(full_rows, "wall_s"),
-        "full_gradient_vs_K": slope(full_rows, "gradient_ms"),
-        # ru_maxrss grows only once the flow outgrows the import-time peak (~120 MiB): fit those sizes.
-        "full_maxrss_delta_vs_K_where_over_50MiB": slope(
-            [r for r in full_rows if r["maxrss_delta_mib"] >= 50], "maxrss_delta_mib"
-        ),
-        "full_saved_gram_stack_vs_K": slope(full_rows, "saved_gram_stack_mib"),
-        "full_tracemalloc_vs_K": slope(full_rows, "tracemalloc_peak_mib"),
-        "reduced_wall_vs_K_common_sizes": slope(red_common, "wall_s"),
-        "reduced_wall_vs_K_all_sizes": slope(reduced_rows, "wall_s"),
-        "reduced_evaluations_vs_K_all_sizes": slope(reduced_rows, "evaluations"),
-        "reduced_tracemalloc_vs_K_all_sizes": slope(reduced_rows, "tracemalloc_peak_mib"),
-    }
-    ratios = []
-    for r in full_rows:
-        red = next(x for x in reduced_rows if x["A"] == r["A"])
-        ratios.append(
-            {
-                "A": r["A"],
-                "K": r["K"],
-                "full_over_reduced": r["wall_s"] / red["wall_s"],
-                "full_over_reduced_first_call": r["wall_s"] / red["wall_first_s"],
-            }
-        )
-    result["ratios"] = ratios
-    largest = max(within, key=lambda r: r["K"]) if within else None
-    big = result["big"]["runs"]["benchmark"]
-    at_largest = next((x for x in ratios if largest and x["A"] == largest["A"]), None)
-    result["targets"] = {
-        "big_through_collapse": bool(big["phases_H"]["rises_then_falls"]),
-        "big_wall_warm_s": big["wall_s"],
-        "big_wall_first_call_s": big["wall_first_s"],
-        "big_under_2s_warm": big["wall_s"] < 2.0,
-        "big_under_2s_first_call": big["wall_first_s"] < 2.0,
-        "big_tracemalloc_warm_mib": big["tracemalloc_peak_mib"],
-        "big_tracemalloc_first_call_mib": big["tracemalloc_peak_first_mib"],
-        "big_tracemalloc_cold_process_mib": result["big"]["cold_traced"]["tracemalloc_peak_cold_mib"],
-        "big_under_200MB_tracemalloc": max(
-            big["tracemalloc_peak_mib"],
-            big["tracemalloc_peak_first_mib"],
-            result["big"]["cold_traced"]["tracemalloc_peak_cold_mib"],
-        )
-        < 200,
-        "big_process_maxrss_mib": big["maxrss_mib"],
-        "largest_common_A_within_budget": largest["A"] if largest else None,
-        "ratio_at_largest_common": at_largest["full_over_reduced"] if at_largest else None,
-        "ratio_at_largest_common_first_call": at_largest["full_over_reduced_first_call"]
-        if at_largest
-        else None,
-        "ratio_at_least_100x": bool(at_largest and at_largest["full_over_reduced"] >= 100),
-        "max_rel_coeff_err": max(
-            (max(r["max_rel_coeff_err_H"], r["max_rel_coeff_err_W"]) for r in full_rows), default=None
-        ),
-    }
+    result["reduced"], result["full"], result["full_stopped"] = stage_series(args)
+    result["fits_loglog_slope"] = fits(result["reduced"], result["full"])
+    red_wall = {r["A"]: r for r in result["reduced"]}
+    result["ratios"] = [
+        {
+            "A": r["A"],
+            "K": r["K"],
+            "full_over_reduced": r["wall_s"] / red_wall[r["A"]]["wall_s"],
+            "full_over_reduced_first_call": r["wall_s"] / red_wall[r["A"]]["wall_first_s"],
+        }
+        for r in result["full"]
+    ]
+    result["targets"] = targets(result, args.budget)
     result["load_average_end"] = load_average()
     result["total_wall_s"] = time.perf_counter() - started
     result["maxrss_end_mib"] = maxrss_mib()
-    result["notes"] = (
-        "Wall times are noisy when other processes share the 2 cores (see the load averages). Full flows run "
-        "untraced in a fresh subprocess per size (ru_maxrss is that process's own; maxrss_delta is its "
-        "growth during the flow, mostly the 2 x 201 saved K x K Grams); their tracemalloc peak comes from a "
-        "second, traced run, only for sizes under --trace-below seconds. Reduced timings: median of untraced "
-        "warm "
-        "runs (solve + H and W metric curves); 'first' includes the sympy derivation and lambdify of that "
-        "scheme's equations (cached per process, one per A); tracemalloc peaks from separate traced runs."
-    )
-    atomic_write_bytes(out_path, json.dumps(result, indent=2, default=float).encode())
+    result["notes"] = NOTES
     print_table(result)
-    print(f"\nwrote {out_path}")
-
-
-def _fmt(x: Any, spec: str) -> str:
-    if x is None:
-        width = "".join(ch for ch in spec.split(".")[0] if ch.isdigit())
-        return "-".rjust(int(width) if width else 1)
-    return format(x, spec)
+    write_json(output_path(args, "bench_reduced"), result)
 
 
 def print_table(res: dict[str, Any]) -> None:
@@ -665,12 +574,12 @@ def print_table(res: dict[str, Any]) -> None:
         ratio = f["wall_s"] / r["wall_s"] if f else None
         ph = r["phases_H"]
         print(
-            f"{r['A']:>3} {r['K']:>4} | {_fmt(f.get('wall_s'), '7.2f')} {_fmt(f.get('evaluations'), '6d')} "
-            f"{f.get('method', '-'):>6} {_fmt(f.get('maxrss_delta_mib'), '7.1f')} | {r['wall_s'] * 1e3:7.1f} "
+            f"{r['A']:>3} {r['K']:>4} | {fmt(f.get('wall_s'), '7.2f')} {fmt(f.get('evaluations'), '6d')} "
+            f"{f.get('method', '-'):>6} {fmt(f.get('maxrss_delta_mib'), '7.1f')} | {r['wall_s'] * 1e3:7.1f} "
             f"{r['wall_first_s']:5.2f} {r['evaluations']:>5d} {r['tracemalloc_peak_mib']:5.2f} | "
-            f"{_fmt(ratio, '6.0f')} {_fmt(f.get('max_rel_coeff_err_H'), '7.1e')} "
-            f"{_fmt(f.get('max_rel_coeff_err_W'), '7.1e')} | {_fmt(ph['peak'], '7.3g')} "
-            f"{_fmt(ph['collapse'], '7.3g')}"
+            f"{fmt(ratio, '6.0f')} {fmt(f.get('max_rel_coeff_err_H'), '7.1e')} "
+            f"{fmt(f.get('max_rel_coeff_err_W'), '7.1e')} | {fmt(ph['peak'], '7.3g')} "
+            f"{fmt(ph['collapse'], '7.3g')}"
         )
     big = res["big"]
     for name, b in big["runs"].items():
@@ -689,8 +598,8 @@ def print_table(res: dict[str, Any]) -> None:
             continue
         print(
             f"  semantic strength {p['strength_start']:.3f} -> peak {p['peak_strength']:.3f}"
-            f" (t={_fmt(p['peak'], '.3g')}) -> {p['strength_end']:.3f};"
-            f" collapse t={_fmt(p['collapse'], '.3g')}, ETF t={_fmt(p['etf_time'], '.3g')},"
+            f" (t={fmt(p['peak'], '.3g')}) -> {p['strength_end']:.3f};"
+            f" collapse t={fmt(p['collapse'], '.3g')}, ETF t={fmt(p['etf_time'], '.3g')},"
             f" final ETF distance {p['etf_distance_end']:.3g}"
         )
     ct = big["cold_traced"]
@@ -700,8 +609,8 @@ def print_table(res: dict[str, Any]) -> None:
         f" process maxrss {ct['maxrss_mib']:.0f} MiB"
     )
     fits = res["fits_loglog_slope"]
-    print("\nlog-log slopes vs K: " + ", ".join(f"{k} {_fmt(v, '.2f')}" for k, v in fits.items()))
-    print("targets: " + json.dumps(res["targets"], indent=1))
+    print("\nlog-log slopes vs K: " + ", ".join(f"{k} {fmt(v, '.2f')}" for k, v in fits.items()))
+    print("targets: " + ", ".join(f"{k} {v}" for k, v in res["targets"].items()))
     print(f"total wall {res['total_wall_s']:.0f} s")
 
 
