@@ -16,22 +16,15 @@ Run: ``.venv/bin/python benchmarks/bench_convex.py [--sizes 25 50 100 200] [--ou
 
 from __future__ import annotations
 
-import argparse
-import datetime as _dt
-import json
 import math
-import os
-import platform
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
+from _common import log, machine_info, output_path, parser, timestamp, write_json
 
 import ufmtheory as ut
 from ufmtheory import programs as svm
-
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_convex.json"
 
 
 def predict(history: list[tuple[int, float]], n: int) -> float:
@@ -68,20 +61,15 @@ def run_one(n: int, solver: str) -> dict:
     }
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    from ufmtheory._io import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, "n = 10 and 25 only")
     ap.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100, 200])
     ap.add_argument("--solvers", nargs="+", default=["CLARABEL", "SCS"])
     ap.add_argument("--max-predicted", type=float, default=120.0)
     ap.add_argument("--budget", type=float, default=420.0)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
+    if args.quick:
+        args.sizes = [10, 25]
     import cvxpy as cp
 
     installed = set(cp.installed_solvers())
@@ -103,7 +91,7 @@ def main() -> None:
             row["predicted_s"] = guess if history else None
             history.append((n, row["time_s"]))
             rows.append(row)
-            print(f"  {solver} n={n}: {row['time_s']:.2f} s, {row['status']}", flush=True)
+            log(f"  {solver} n={n}: {row['time_s']:.2f} s, {row['status']}")
 
     print()
     print(f"{'n':>5} {'solver':>9} {'status':>20} {'time (s)':>9} {'|obj-(n-1)|':>12} {'max|L-L*|':>10}")
@@ -116,17 +104,13 @@ def main() -> None:
         print(f"{r['n']:>5} {r['solver']:>9} {r['status']:>20} {r['time_s']:>9.2f} {oe:>12} {le:>10}")
     total = time.perf_counter() - t_start
     print(f"\ntotal {total:.1f} s")
-    write_json_atomic(
-        args.out,
+    write_json(
+        output_path(args, "bench_convex"),
         {
             "benchmark": "bench_convex",
             "problem": "nn_svm on factorial((n,)) (balanced one-hot, m = V = n); closed form I - 11^T/n",
-            "date": _dt.datetime.now().isoformat(timespec="seconds"),
-            "machine": {
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-            },
+            "date": timestamp(),
+            "machine": machine_info(),
             "versions": {"cvxpy": cp.__version__, "numpy": np.__version__},
             "clarabel_max_size": svm.CLARABEL_MAX_SIZE,
             "max_predicted_s": args.max_predicted,
@@ -134,7 +118,6 @@ def main() -> None:
             "total_s": total,
         },
     )
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
