@@ -290,7 +290,8 @@ class Trajectory(ResultMixin):
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
             raise ValueError(f"{js}: cannot read trajectory metadata: {exc}") from None
         try:
-            with np.load(npz, allow_pickle=False) as data:
+            # our own handle: np.load leaves its file open when the archive is corrupt
+            with open(npz, "rb") as fh, np.load(fh, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
         except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
             raise ValueError(f"{npz}: cannot read trajectory arrays: {type(exc).__name__}: {exc}") from None
