@@ -286,7 +286,7 @@ def end_state(problem: UFM, *, lam_limit: bool = True) -> Equilibrium:
     lp = end_state_lp(sch, kappa, objective="E")
     ones = np.ones(sch.n_S)
     ones[0] = 0.0
-    J_etf = lp_cost(sch, kappa, ones, "E")
+    J_etf = lp_cost(sch, kappa, ones, objective="E")
     with warnings.catch_warnings():  # infeasible is an answer here (hierarchies: no semantic point)
         warnings.simplefilter("ignore", RuntimeWarning)
         sem = end_state_lp(sch, kappa, objective="E", fix_zero=inter_labels)

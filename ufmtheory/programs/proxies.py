@@ -108,8 +108,8 @@ def gram_cosine(A: np.ndarray, B: np.ndarray) -> float:
 
 def proxy_gap(
     design: Design | np.ndarray,
-    proxy: str = "centred",
     *,
+    proxy: str = "centred",
     optimum: ConvexResult | None = None,
     solver: str | None = None,
     throw: bool = False,

@@ -179,7 +179,7 @@ def _fixed_mask(scheme: AssociationScheme, kappa: np.ndarray, fix_zero: Iterable
     return fixed
 
 
-def lp_weights(scheme: AssociationScheme, kappa: Any, objective: str = "E") -> np.ndarray:
+def lp_weights(scheme: AssociationScheme, kappa: Any, *, objective: str = "E") -> np.ndarray:
     """(n_S,) objective weights ``m_S / sqrt κ_S`` (``"E"``) or ``m_S`` (``"H"``); ``inf`` where ``κ_S = 0``.
 
     Example:
@@ -207,7 +207,7 @@ def _ell_array(scheme: AssociationScheme, ell: Any) -> np.ndarray:
     return out
 
 
-def lp_cost(scheme: AssociationScheme, kappa: Any, ell: Any, objective: str = "E") -> float:
+def lp_cost(scheme: AssociationScheme, kappa: Any, ell: Any, *, objective: str = "E") -> float:
     """``Σ_{S≠∅} weight_S |ℓ_S|`` of given coefficients (a dict ``label -> ℓ_S`` or an (n_S,) array).
 
     A mode with ``κ_S = 0`` costs ``inf`` unless its ``ℓ_S`` is 0.
@@ -217,7 +217,7 @@ def lp_cost(scheme: AssociationScheme, kappa: Any, ell: Any, objective: str = "E
         >>> lp_cost(factorial_scheme((2, 2)), None, [0, 1, 1, 1], objective="H")
         3.0
     """
-    weights = lp_weights(scheme, kappa, objective)
+    weights = lp_weights(scheme, kappa, objective=objective)
     ell = _ell_array(scheme, ell)
     nz = ell[1:] != 0
     return float(np.sum(weights[1:][nz] * np.abs(ell[1:][nz])))
@@ -271,7 +271,7 @@ def end_state_lp(
     """
     scheme = _check_scheme(scheme)
     kappa = _check_kappa(scheme, kappa, objective)
-    weights = lp_weights(scheme, kappa, objective)
+    weights = lp_weights(scheme, kappa, objective=objective)
     fixed = _fixed_mask(scheme, kappa, fix_zero)
     n_S, n_r = scheme.n_S, scheme.n_r
     free = np.flatnonzero(~fixed)
@@ -374,7 +374,7 @@ def regularized_end_state(
     scheme = _check_scheme(scheme)
     kappa = _check_kappa(scheme, kappa, objective)
     lam = _validate.positive("lam_WX", lam_WX)
-    weights = lp_weights(scheme, kappa, objective)
+    weights = lp_weights(scheme, kappa, objective=objective)
     fixed = _fixed_mask(scheme, kappa, fix_zero)
     free = np.flatnonzero(~fixed)
     n_S, k = scheme.n_S, free.size
