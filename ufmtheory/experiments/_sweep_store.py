@@ -2,9 +2,9 @@
 
 Store layout (a zarr group, readable with ``xarray.open_zarr``):
 
-* one zarr array per axis (coordinate), per output and for ``status``, ``error``, ``wall_time_s`` and
-  ``attempts``, each a single chunk (sweeps are tables of small values) written whole, atomically (zarr's
-  local store writes a temporary file and renames it);
+* one zarr array per axis (coordinate), per output and for ``status``, ``error``, ``wall_time_s``,
+  ``cpu_time_s`` and ``attempts``, each a single chunk (sweeps are tables of small values) written
+  whole, atomically (zarr's local store writes a temporary file and renames it);
 * ``_journal/<flat index>.json``: one small file per finished point, written (temporary file + rename) the
   moment the point finishes, so a killed sweep loses nothing. The arrays are brought up to date from the
   journal every ``flush_s`` seconds and at the end (outputs first, ``status`` last), after which the journal
@@ -57,7 +57,7 @@ STATUSES = (
 PENDING = "pending"
 """Status of a point that has not run (yet)."""
 
-RESERVED = ("status", "error", "wall_time_s", "attempts", "point")
+RESERVED = ("status", "error", "wall_time_s", "cpu_time_s", "attempts", "point")
 """Variable names the sweep itself uses (``fn`` may return ``status`` and ``message``, see ``sweep``)."""
 
 FORMAT = 1
@@ -124,6 +124,7 @@ class Table:
         self.status = np.full(shape, PENDING, dtype=object)
         self.error = np.full(shape, "", dtype=object)
         self.wall_time_s = np.full(shape, math.nan)
+        self.cpu_time_s = np.full(shape, math.nan)
         self.attempts = np.zeros(shape, dtype=np.int64)
         self.outputs: dict[str, np.ndarray] = {}
 
@@ -168,6 +169,7 @@ class Table:
         self.status[idx] = status
         self.error[idx] = error
         self.wall_time_s[idx] = result.get("wall_time_s", math.nan)
+        self.cpu_time_s[idx] = result.get("cpu_time_s", math.nan)
         self.attempts[idx] = result.get("attempts", 0)
 
     def variables(self) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
@@ -179,6 +181,7 @@ class Table:
         out["status"] = (self.dims, self.status)
         out["error"] = (self.dims, self.error)
         out["wall_time_s"] = (self.dims, self.wall_time_s)
+        out["cpu_time_s"] = (self.dims, self.cpu_time_s)
         out["attempts"] = (self.dims, self.attempts)
         return out
 
@@ -200,8 +203,8 @@ class Table:
                 values = values.astype(object)
             if name in ("status", "error"):
                 getattr(self, name)[...] = values
-            elif name == "wall_time_s":
-                self.wall_time_s[...] = values
+            elif name in ("wall_time_s", "cpu_time_s"):
+                getattr(self, name)[...] = values
             elif name == "attempts":
                 self.attempts[...] = values
             else:

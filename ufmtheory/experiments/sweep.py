@@ -3,7 +3,8 @@
 :func:`sweep` evaluates ``fn(**point)`` at every point of ``axes`` (cartesian product, or zipped) on a
 ``concurrent.futures.Executor`` (default: a process pool sized to the cores) or a Dask
 ``distributed.Client`` (one machine or a cluster), and returns an :class:`xarray.Dataset`: the axes as
-coordinates, one variable per output of ``fn`` and per point ``status``, ``error``, ``wall_time_s`` and
+coordinates, one variable per output of ``fn`` and per point ``status``, ``error``, ``wall_time_s``,
+``cpu_time_s`` (the worker process's CPU time: far below the wall time when the machine is busy) and
 ``attempts``. A point that raises is recorded (``status="failed"``, ``error`` the exception), never fatal.
 With ``store=`` every finished point is on disk the moment it finishes; re-running the same sweep resumes
 (finished points are skipped); a changed axis or function version is refused (:mod:`._sweep_store`).
@@ -233,7 +234,7 @@ def _evaluate(
     fn: Callable[..., Any], point: dict[str, Any], retries: int, axis_names: tuple[str, ...]
 ) -> dict:
     """Run one point in a worker: ``fn(**point)`` with retries, the outputs normalised (never raises)."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     attempts = 0
     while True:
         attempts += 1
@@ -242,21 +243,22 @@ def _evaluate(
             break
         except Exception as exc:  # noqa: BLE001 - a failing point is recorded, never fatal
             if attempts > retries:
-                return _failed(exc, time.perf_counter() - start, attempts)
+                return _failed(exc, time.perf_counter() - start, attempts, time.process_time() - cpu)
     try:
         values, status, message = normalise_output(out, axis_names)
     except Exception as exc:  # noqa: BLE001
-        return _failed(exc, time.perf_counter() - start, attempts)
+        return _failed(exc, time.perf_counter() - start, attempts, time.process_time() - cpu)
     return {
         "values": values,
         "status": status,
         "error": message,
         "wall_time_s": time.perf_counter() - start,
+        "cpu_time_s": time.process_time() - cpu,
         "attempts": attempts,
     }
 
 
-def _failed(exc: BaseException, wall: float, attempts: int) -> dict[str, Any]:
+def _failed(exc: BaseException, wall: float, attempts: int, cpu: float = math.nan) -> dict[str, Any]:
     tb = traceback.extract_tb(exc.__traceback__)
     where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
     return {
@@ -264,6 +266,7 @@ def _failed(exc: BaseException, wall: float, attempts: int) -> dict[str, Any]:
         "status": "failed",
         "error": f"{type(exc).__name__}: {exc}{where}",
         "wall_time_s": wall,
+        "cpu_time_s": cpu,
         "attempts": attempts,
     }
 
@@ -309,7 +312,8 @@ def sweep(
 
     Returns:
         ``xarray.Dataset``: dims the axis names (``"point"`` in zip mode), one variable per output (array
-        outputs get extra dims ``<name>_dim0, ...``), ``status``, ``error``, ``wall_time_s``, ``attempts``;
+        outputs get extra dims ``<name>_dim0, ...``), ``status``, ``error``, ``wall_time_s``, ``cpu_time_s``,
+        ``attempts``;
         attributes ``sweep_fn``, ``sweep_version``, ``sweep_mode``, ``sweep_axes`` (JSON) and
         ``sweep_stats`` (JSON: ``n_points``, ``n_run``, ``n_failed``, ``wall_time_s``, ``executor``).
 
