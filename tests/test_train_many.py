@@ -129,6 +129,11 @@ def test_unsupported_options_are_refused(overrides, match):
         train_many(ut.designs.factorial((2, 2)), TINY, [0, 1], **overrides)
 
 
+def test_seed_override_is_refused():
+    with pytest.raises(ValueError, match="takes its seeds from `seeds`"):
+        train_many(ut.designs.factorial((2, 2)), TINY, [0, 1], seed=3)
+
+
 def test_bad_design_and_config_types():
     with pytest.raises(TypeError, match="design"):
         train_many("3x3", TINY, [0])  # type: ignore[arg-type]

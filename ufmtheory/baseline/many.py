@@ -289,7 +289,7 @@ def _check_supported(config: TrainConfig, gpt_cfg: GPTConfig) -> None:
 
 # -- training -------------------------------------------------------------------------------------------
 def train_many(
-    design: Design, config: TrainConfig | None, seeds: Sequence[int], /, **overrides: Any
+    design: Design, config: TrainConfig | None, seeds: Sequence[int], **overrides: Any
 ) -> list[Trajectory]:
     """Train the GPT on ``design`` once per seed, all seeds in one batched model (module docstring).
 
@@ -298,7 +298,8 @@ def train_many(
         config: a :class:`TrainConfig` (``None``: ``TrainConfig()``); its ``seed`` is ignored (each run
             gets its seed from ``seeds``).
         seeds: K distinct integer seeds in [0, 2⁶³).
-        **overrides: fields replacing those of ``config`` (``train_many(d, None, [0, 1], steps=100)``).
+        **overrides: fields replacing those of ``config`` (``train_many(d, None, [0, 1], steps=100)``);
+            not ``seed``.
 
     Returns:
         K :class:`~ufmtheory.trajectory.Trajectory` objects, in the order of ``seeds``: the trajectory
@@ -317,6 +318,8 @@ def train_many(
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig or None, got {type(config).__name__}")
+    if "seed" in overrides:
+        raise ValueError(f"seed={overrides['seed']!r}: train_many takes its seeds from `seeds` only")
     if overrides:
         config = dataclasses.replace(config, **overrides)
     if not isinstance(design, Design):
