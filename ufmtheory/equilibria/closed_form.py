@@ -96,6 +96,8 @@ def zhu(problem: UFM) -> Equilibrium:
         >>> eq.kind, round(eq.stats["x_star"], 4)  # ln(1/ε - (K-1)) = ln 97
         ('etf', 4.5747)
     """
+    if not isinstance(problem, UFM):
+        raise TypeError(f"problem must be a ufmtheory UFM, got {type(problem).__name__}")
     design = problem.design
     classes = design.balanced_one_hot_classes()
     if classes is None:
@@ -158,7 +160,7 @@ def zhu(problem: UFM) -> Equilibrium:
 
 
 def _check_u(name: str, u: Any) -> np.ndarray:
-    arr = np.asarray(u, dtype=np.float64)
+    arr = _validate.float_array(name, u, finite=False)
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise ValueError(f"{name} must be finite and > 0")
     return arr
@@ -204,7 +206,7 @@ def etf_mode_u(t: Any, K: int, u0: float) -> Any:
     """
     K = _check_K(K)
     u0 = float(_check_u("u0", u0))
-    t = np.asarray(t, dtype=np.float64)
+    t = _validate.float_array("t", t, finite=False)
     if not np.all(np.isfinite(t)) or np.any(t < 0):
         raise ValueError("t must be finite and >= 0")
     # Start from the bigger of the early (exponential) and late (u ~ ln t) asymptotes.

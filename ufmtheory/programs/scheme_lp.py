@@ -164,7 +164,7 @@ def _check_kappa(scheme: AssociationScheme, kappa: Any, objective: str) -> np.nd
         if objective == "E":
             raise ValueError("kappa is required for objective='E' (scheme.kernel_eigenvalues(alpha, beta))")
         return np.ones(scheme.n_S)
-    kappa = np.asarray(kappa, dtype=np.float64)
+    kappa = _validate.float_array("kappa", kappa, finite=False)
     if kappa.shape != (scheme.n_S,) or not np.all(np.isfinite(kappa)) or np.any(kappa < 0):
         raise ValueError(f"kappa must hold n_S = {scheme.n_S} finite values >= 0, got {kappa!r}")
     return kappa

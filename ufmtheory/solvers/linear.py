@@ -71,8 +71,7 @@ def growth_rate(kappa: float, K: int) -> float:
         0.4444444444444444
     """
     kappa = _check_positive("kappa", kappa, allow_zero=True)
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 2:
-        raise ValueError(f"K must be an integer >= 2, got {K!r}")
+    K = _validate.integer("K", K, low=2)
     return 2.0 * math.sqrt(kappa) / K
 
 

@@ -102,6 +102,11 @@ class ReducedProblem:
         normalize: float | None = None,
     ) -> ReducedProblem:
         """Modified-UFM parameters on a scheme (``alpha=0, beta=1, ridge="H"``: the standard UFM)."""
+        alpha = _validate.real("alpha", alpha, low=0.0, high=1e100)
+        beta = _validate.real("beta", beta, low=0.0, high=1e100)
+        ridge = _validate.choice("ridge", ridge, ("H", "E"))
+        lam_H = _validate.nonnegative("lam_H", lam_H)
+        lam_E = _validate.nonnegative("lam_E", lam_E)
         if (ridge == "H" and lam_E) or (ridge == "E" and lam_H):
             raise ValueError("use lam_H with ridge='H' and lam_E with ridge='E'")
         meta = {
@@ -195,9 +200,9 @@ def _coeff_vector(sch: AssociationScheme, name: str, c: Any) -> np.ndarray:
     if isinstance(c, Mapping):
         out = np.zeros(sch.n_S)
         for label, value in c.items():
-            out[sch.index(label)] = float(value)
+            out[sch.index(label)] = _validate.real(f"{name}[{label!r}]", value)
     else:
-        out = np.array(c, dtype=np.float64)
+        out = _validate.float_array(name, c, finite=False).copy()
         if out.shape != (sch.n_S,):
             raise ValueError(f"{name} must be a dict label -> value or an array of n_S = {sch.n_S} entries")
     if not np.all(np.isfinite(out)):
