@@ -255,7 +255,8 @@ def _figure(
         ax.set_xlabel("step")
         ax.set_title(f"{w}: semantic strength")
         ax.axhline(0.0, color="k", lw=0.5)
-    axes[0].legend(fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     import io
@@ -354,6 +355,7 @@ def run_validation(
         design_name=cal_name,
         grid=cfg.grid,
         dim=cfg.width,
+        alpha_rule=cfg.alpha_rules[0],
     )
     cal_s = time.perf_counter() - t_cal
     log(
