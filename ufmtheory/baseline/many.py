@@ -16,18 +16,20 @@
 * **Optimiser**: :func:`train`'s own optimiser (same class, hyperparameters and weight-decay groups: decay on
   weight matrices and embeddings only) over the stacked tensors. AdamW and SGD are elementwise (moments,
   bias correction from the shared step count, decoupled or L2 weight decay), so one optimiser over stacked
-  tensors is K independent optimisers. :func:`train` does not clip gradients, so neither does this.
+  tensors is K independent optimisers (torch's fused kernel where it has one: the same update in one pass
+  per tensor). :func:`train` does not clip gradients, so neither does this.
 * **Data order**: full-batch runs (``n_rows <= batch_size``: every factorial design with exact counts) use
   the whole dataset each step for every seed; mini-batch runs take seed ``s``'s batch at each step from
   :meth:`~ufmtheory.baseline.data.SequenceData.batch` with that seed, as :func:`train` does.
 * **Snapshots**: at each snapshot step, seed k's stacked parameters are copied back into its own GPT and
   recorded by the same recorder :func:`train` uses (:func:`~ufmtheory.baseline.train.gpt_recorder`).
 
-Agreement with separate runs (``tests/test_train_many.py``): batched matrix products and the split
-LayerNorm affine round differently from the single-model kernels in the last float32 bits, and training
-amplifies that slowly. Measured on CPU (3×3 factorial, width 32, 2 layers, AdamW lr 1e-3, 300 steps, seeds
-0-2): Gram differences at most ~1e-5 of the Gram scale (max |G|), loss differences ~1e-6 relative; the test
-asserts 1e-3 of the Gram scale and 1e-4 relative on the loss.
+Agreement with separate runs (``tests/test_train_many.py``, ``benchmarks/bench_train_many.py``): batched
+matrix products and the split LayerNorm affine round differently from the single-model kernels in the last
+float32 bits, and training amplifies that slowly. Measured on CPU over 300 steps (AdamW lr 1e-3, Gram
+difference relative to the Gram scale max |G| of each snapshot): demo model (width 64, 2 layers) on 4×4
+and 3×3, seeds 0-7 / 0-2: H ≤ 3e-6, W ≤ 1e-7, loss ≤ 6e-7 relative; width 32 on 3×3: H ≤ 9e-5. The tests
+assert 1e-3 of the Gram scale and 1e-4 relative on the loss.
 
 Not supported (``ValueError`` naming the field): ``dropout > 0`` (separate runs draw their dropout masks
 from each seed's torch generator; one batched forward cannot reproduce them), checkpoints and ``resume``
