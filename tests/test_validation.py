@@ -72,6 +72,15 @@ def test_short_overlap_is_reported(gf_theory):
     assert cmp.map_status == "short_overlap" and cmp.status == "inaccurate"
 
 
+def test_a_mapped_peak_far_outside_the_model_steps_is_an_extrapolation():
+    from ufmtheory.analysis.compare import _extrapolated
+
+    steps = np.array([0.0, 1.0, 10.0, 3000.0])
+    assert _extrapolated([3e-4], steps).startswith("the map puts")  # hierarchy seed 1 of docs/validation.md
+    assert _extrapolated([5e4], steps) != ""
+    assert _extrapolated([0.2, 25.0, None, 0.0], steps) == ""
+
+
 # -- clocks without a fitted parameter --------------------------------------------------------------------
 def _adamw_problem(design, alpha=3.0):
     return ut.ModifiedUFM(design, dim=16, alpha=alpha, beta=1.0, normalize=4.0)

@@ -86,10 +86,12 @@ CURVE_METRICS = ("semantic_strength", "etf_distance", "shared_gap")
 CLOCKS = ("auto", "same", "lr", "fit")
 """Accepted values of ``compare(..., clock=)``."""
 
-MAP_STATUSES = ("ok", "at_bound", "short_overlap", "not_applicable", "no_fit")
+MAP_STATUSES = ("ok", "at_bound", "short_overlap", "extrapolated", "not_applicable", "no_fit")
 """``map_status`` values: ``ok``; ``at_bound`` (the fitted slope sits at a bound of ``b_range``);
 ``short_overlap`` (too few model snapshots map into the theory's range); ``not_applicable`` (the ``"lr"``
-clock for a model not trained by plain GD); ``no_fit`` (the misfit is nowhere finite)."""
+clock for a model not trained by plain GD); ``extrapolated`` (a fitted map puts the theory's peak more than
+a decade outside the model's saved steps: the map squeezed the run onto one feature); ``no_fit`` (the misfit
+is nowhere finite)."""
 
 # An overlap shorter than this many snapshots, or than this fraction of the model's positive snapshots,
 # leaves the map unconstrained: too short to report mapped times.
@@ -457,6 +459,22 @@ def _map_status(
     return "ok", ""
 
 
+def _extrapolated(peak_steps: Sequence[float | None], model_steps: np.ndarray) -> str:
+    """Why a fitted map is an extrapolation (a mapped peak over a decade outside the model's positive saved
+    steps), or ``""``."""
+    pos = model_steps[model_steps > 0]
+    if pos.size == 0:
+        return ""
+    lo, hi = float(pos.min()) / 10.0, float(pos.max()) * 10.0
+    for s in peak_steps:
+        if s is not None and s > 0 and not (lo <= s <= hi):
+            return (
+                f"the map puts the theory's peak at step {s:.3g}, over a decade outside the model's steps "
+                f"[{pos.min():.3g}, {pos.max():.3g}]"
+            )
+    return ""
+
+
 def _clock_pair(
     th: dict[str, dict[str, np.ndarray]],
     mo: dict[str, dict[str, np.ndarray]],
@@ -714,6 +732,14 @@ def compare(
         map_status, map_message = "not_applicable", map_note
     theory_phases = {w: detect_phases(theory_traj, design, which=w, etf_tol=etf_tol) for w in which_t}
     model_phases = {w: detect_phases(model, design, which=w, etf_tol=etf_tol) for w in which_t}
+    if clock == "fit" and map_status == "ok":
+        peaks = [
+            None if p.peak is None else (0.0 if p.peak <= 0 else math.exp((math.log(p.peak) - a) / b))
+            for p in theory_phases.values()
+        ]
+        why = _extrapolated(peaks, model.ts)
+        if why:
+            map_status, map_message = "extrapolated", why
 
     def to_step(t: float | None) -> float | None:
         if t is None or map_status != "ok":
