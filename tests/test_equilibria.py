@@ -280,3 +280,32 @@ def test_aligned_flow_with_ridge_follows_scalar_ode_to_fixed_point(K, lam):
     u_star = np.log(1.0 / lam - K + 1)
     assert u_flow[-1] == pytest.approx(u_star, rel=1e-8)
     np.testing.assert_allclose(tr.gram_W[-1], u_star * _C(K), atol=1e-7)
+
+
+def test_zhu_and_end_state_on_a_million_contexts_without_dense_arrays():
+    # K = 10^6 (factorial 1000×1000, Y = I): the minimiser from its scalars, written out here.
+    design = ut.designs.factorial((1000, 1000))
+    K, lam = 10**6, 1e-7
+    prob = ut.ModifiedUFM(design, dim=K, alpha=1.0, beta=1.0, lam_W=lam, lam_H=lam)
+    x = np.log(1.0 / lam - (K - 1))  # ε = sqrt(λ_W λ_H) = λ for n = 1
+    loss = np.log1p((K - 1) * np.exp(-x)) + 0.5 * lam * 2 * x * (K - 1)  # both traces are x (K - 1)
+    for eq in (ut.zhu(ut.UFM(design, K, lam_W=lam, lam_H=lam)), ut.end_state(prob)):
+        assert eq.ok and eq.kind == "etf" and eq.gram_H is None and eq.gram_W is None
+        assert eq.loss == pytest.approx(loss, rel=1e-12)
+        assert eq.stats["gram_W_centred_coefficient"] == pytest.approx(x, rel=1e-12)
+
+
+def test_zhu_scalars_agree_with_the_dense_closed_form():
+    from ufmtheory.equilibria.closed_form import _zhu_scalars
+
+    for sizes, lam_W, lam_H in (((2, 3), 1e-3, 2e-3), ((4,), 1e-2, 5e-3)):
+        prob = ut.UFM(ut.designs.factorial(sizes), dim=8, lam_W=lam_W, lam_H=lam_H)
+        dense = ut.zhu(prob)
+        K = prob.design.m
+        C = np.eye(K) - 1.0 / K
+        small = _zhu_scalars(K, 1, lam_W, lam_H, dense.stats["epsilon"], dense.stats["x_star"])
+        assert small.loss == pytest.approx(dense.loss, rel=1e-13)
+        np.testing.assert_allclose(small.stats["gram_W_centred_coefficient"] * C, dense.gram_W, atol=1e-13)
+        np.testing.assert_allclose(
+            small.stats["class_mean_gram_centred_coefficient"] * C, dense.gram_H, atol=1e-13
+        )

@@ -312,3 +312,15 @@ def test_no_semantic_phase_and_fallbacks() -> None:
         predict_phases(_modified((3, 3)), scale=0.0)
     d = ph.as_dict()
     assert set(PHASES) <= set(d) and d["which"] == "W" and "curves" not in d
+
+
+@pytest.mark.slow
+def test_predict_phases_through_the_natural_api_on_a_million_contexts():
+    # designs.factorial((1000, 1000)) holds no per-context arrays, ModifiedUFM builds no X̃, and the
+    # reduced path never materialises Y: the exact reduction handles K = 10^6 through the public API.
+    design = ut.designs.factorial((1000, 1000))
+    prob = ut.ModifiedUFM(design, dim=10**6, alpha=1.0, beta=1.0, lam_W=9e-9, lam_H=9e-9)
+    ph = ut.predict_phases(prob)
+    assert ph.ok and ph.peak is not None and ph.collapse is not None and ph.peak < ph.collapse
+    traj = ut.reduced_solve(prob, 1e6, saveat=5).trajectory
+    assert traj.structured and set(traj.metrics(design)) >= {"semantic_strength", "etf_distance"}

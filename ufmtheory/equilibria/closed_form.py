@@ -19,6 +19,7 @@ from scipy.special import expi
 from ufmtheory import _validate
 from ufmtheory._results import ResultMixin
 from ufmtheory.models import UFM
+from ufmtheory.solvers.reduced import MATERIALISE_MAX_K
 
 __all__ = ["Equilibrium", "etf_gram", "centering", "zhu", "etf_mode_time", "etf_mode_u"]
 
@@ -117,20 +118,23 @@ def zhu(problem: UFM) -> Equilibrium:
     prod = n * lam_W * lam_H
     # Tiny ridges (1e-300) underflow the product to 0: then take the roots one by one.
     eps = math.sqrt(prod) if prod > 1e-290 else math.sqrt(n) * math.sqrt(lam_W) * math.sqrt(lam_H)
-    C = centering(K)
-    Yl = design.Y  # (K, m): context j -> its class
+    dense = max(K, design.m) <= MATERIALISE_MAX_K
     if eps >= 1.0 / K:
         m = design.m
         return Equilibrium(
             kind="zero",
-            gram_H=np.zeros((m, m)),
-            gram_W=np.zeros((K, K)),
-            logits=np.zeros((K, m)),
+            gram_H=np.zeros((m, m)) if dense else None,
+            gram_W=np.zeros((K, K)) if dense else None,
+            logits=np.zeros((K, m)) if dense else None,
             loss=math.log(K),
             method="zhu-closed-form",
             stats={"epsilon": eps, "threshold": 1.0 / K, "x_star": 0.0, "K": K, "n": n},
         )
     x_star = math.log(1.0 / eps - (K - 1))
+    if not dense:
+        return _zhu_scalars(K, n, lam_W, lam_H, eps, x_star)
+    C = centering(K)
+    Yl = design.Y  # (K, m): context j -> its class
     means_gram = math.sqrt(lam_W / (n * lam_H)) * x_star * C  # (K, K) Gram of class-mean features
     gram_W = math.sqrt(n * lam_H / lam_W) * x_star * C
     gram_H = Yl.T @ means_gram @ Yl  # every context at its class mean
@@ -155,6 +159,36 @@ def zhu(problem: UFM) -> Equilibrium:
             "n": n,
             "norm_W_sq": norm_W2,
             "norm_H_sq": norm_H2,
+        },
+    )
+
+
+def _zhu_scalars(K: int, n: int, lam_W: float, lam_H: float, eps: float, x_star: float) -> Equilibrium:
+    """Zhu's minimiser for K above MATERIALISE_MAX_K: no K×K array, the Grams as their coefficients on
+    ``C_K`` (``W Wᵀ = c_W C_K``, class-mean Gram ``c_H C_K``) in ``stats``."""
+    c_W = math.sqrt(n * lam_H / lam_W) * x_star
+    c_H = math.sqrt(lam_W / (n * lam_H)) * x_star
+    # every context has logits x* C e_j: CE = log(1 + (K - 1) e^{-x*})
+    ce = math.log1p((K - 1) * math.exp(-x_star))
+    norm_W2, norm_H2 = c_W * (K - 1), n * c_H * (K - 1)  # traces of c C_K and of Yᵀ (c_H C_K) Y
+    return Equilibrium(
+        kind="etf",
+        gram_H=None,
+        gram_W=None,
+        logits=None,
+        loss=ce + 0.5 * lam_W * norm_W2 + 0.5 * lam_H * norm_H2,
+        method="zhu-closed-form",
+        message=f"K = {K} > {MATERIALISE_MAX_K}: Grams given as coefficients on C_K in stats",
+        stats={
+            "epsilon": eps,
+            "threshold": 1.0 / K,
+            "x_star": x_star,
+            "K": K,
+            "n": n,
+            "norm_W_sq": norm_W2,
+            "norm_H_sq": norm_H2,
+            "gram_W_centred_coefficient": c_W,
+            "class_mean_gram_centred_coefficient": c_H,
         },
     )
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ufmtheory.algebra.schemes import scheme as scheme_of
+from ufmtheory.designs import factorial, hierarchical
 from ufmtheory.metrics._core import (
     _REL_TOL,
     _SYM_TOL,
@@ -264,6 +265,19 @@ def _check_structured_diagonal(G: Any, name: str) -> None:
         raise ValueError(f"{name} must be a Gram matrix: its diagonal (squared norms) has negative entries")
 
 
+def _canonical_code(design: Any, sch: Any) -> bool:
+    """Whether ``design`` carries its scheme's attribute code: compared as index arrays (O(K), any size)
+    when the design holds them, else through ``XᵀX`` against the scheme's shared-attribute counts."""
+    if design.attributes is not None:
+        params = sch.params
+        ref = factorial(params["sizes"]) if sch.kind == "factorial" else hierarchical(**params)
+        return design.p == ref.p and np.array_equal(
+            np.sort(design.attributes, axis=1), np.sort(ref.attributes, axis=1)
+        )
+    X = np.asarray(design.X, dtype=np.float64)
+    return bool(np.array_equal(X.T @ X, sch.shared_attributes()[sch.relation_matrix()]))
+
+
 def _structured_design_check(G: Any, design: Any, which: str) -> bool:
     """Whether ``design`` (None, an AssociationScheme, or a Design) asks for attribute metrics on the
     structured Grams ``G``; raises when it does not describe ``G``'s scheme."""
@@ -284,12 +298,12 @@ def _structured_design_check(G: Any, design: Any, which: str) -> bool:
             raise ValueError(
                 f"design's scheme {other.describe()} is not the trajectory's scheme {sch.describe()}"
             )
-        X = np.asarray(design.X if which == "H" else design.label_X, dtype=np.float64)
         # Guard: the scheme's attributes must be the design's own (X is built canonically by the
-        # constructors; a hand-made Design with another code would get other metrics densely).
-        if not np.array_equal(X.T @ X, sch.shared_attributes()[sch.relation_matrix()]):
+        # constructors; a hand-made Design with another code would get other metrics densely). The scheme
+        # needs Y = I, so the label code equals the context code and one check serves H and W.
+        if not _canonical_code(design, sch):
             raise ValueError("design.X is not the attribute code of its factorial/hierarchical scheme")
-        if X.shape[0] == 0:
+        if design.p == 0:
             return False
     return len(sch.attribute_labels()) > 0
 

@@ -276,7 +276,7 @@ def integrate(
             raise _Stop("max_evals", f"max_evals = {max_evals} evaluations reached at {variable} = {s:.6g}")
         n_evals += 1
         dy = rhs(s, y)
-        if not np.all(np.isfinite(dy)):
+        if not np.isfinite(dy).all():  # the method, not np.all: this runs on every evaluation
             raise _Stop("nonfinite", f"non-finite derivative at {variable} = {s:.6g}")
         return dy
 
@@ -294,7 +294,7 @@ def integrate(
             if solver.status == "failed":
                 status, message = "failed", f"{method}: {step_message} at {variable} = {solver.t:.6g}"
                 break
-            if not np.all(np.isfinite(solver.y)):
+            if not np.isfinite(solver.y).all():
                 status, message = "nonfinite", f"non-finite state at {variable} = {solver.t:.6g}"
                 break
             stalled = stalled + 1 if (solver.step_size or 0.0) < tiny else 0
