@@ -234,3 +234,17 @@ def test_import_stays_cvxpy_free() -> None:
     code = "import sys, ufmtheory.programs.proxies; print('cvxpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_automatic_solver_falls_back_when_the_first_stops_short():
+    # an iteration cap of 2 makes CLARABEL stop at its limit; the automatic choice then retries with SCS
+    P = np.array([[0.5, 0.5, 0, 0, 0], [0, 0.3, 0.7, 0, 0], [0, 0, 0, 0.2, 0.8], [0.1, 0, 0, 0, 0.9]])
+    reference = svm.nn_svm(P)
+    assert reference.ok and reference.solver == "CLARABEL"
+    fallback = svm.nn_svm(P, solver_options={"max_iter": 2})
+    assert fallback.ok and fallback.solver == "SCS" and "CLARABEL: user_limit" in fallback.message
+    assert fallback.objective == pytest.approx(reference.objective, rel=1e-6)
+    pinned = svm.nn_svm(
+        P, solver="CLARABEL", solver_options={"max_iter": 2}
+    )  # a named solver is not replaced
+    assert pinned.status == "max_evals" and not pinned.ok

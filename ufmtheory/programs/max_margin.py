@@ -262,6 +262,15 @@ def _solve_nuclear(
     name = choose_solver(n_rows, V, solver)
     opts = _default_options(name)
     opts.update(solver_options or {})
+    # With the solver chosen automatically, a run that ends short of "optimal" (CLARABEL's
+    # optimal_inaccurate on overlapping supports, an iteration limit) is retried once with the other solver
+    # at its defaults with a larger budget; the first optimal run is kept.
+    attempts = [(name, opts)]
+    if solver is None:
+        other = "SCS" if name == "CLARABEL" else "CLARABEL"
+        retry = _default_options(other)
+        retry.update({"max_iters": 1_000_000} if other == "SCS" else {"max_iter": 2000})
+        attempts.append((other, retry))
     start = time.perf_counter()
     L = cp.Variable((n_rows, V))
     x = cp.vec(L, order="C")  # index r * V + z
@@ -290,23 +299,31 @@ def _solve_nuclear(
         cons.append(B @ x == 0)
     expr = L if row_scale is None else cp.multiply(row_scale[:, None], L)
     prob = cp.Problem(cp.Minimize(cp.normNuc(expr)), cons)
-    try:
-        with warnings.catch_warnings():
-            # cvxpy's own "may be inaccurate" warning: the status check below reports it with context
-            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
-            prob.solve(solver=name, **opts)
-        cvx_status = str(prob.status)
-    except cp.error.SolverError as exc:
-        cvx_status = f"solver_error: {exc}"
+    tried: list[str] = []
+    iters = 0
+    for name, opts in attempts:
+        try:
+            with warnings.catch_warnings():
+                # cvxpy's own "may be inaccurate" warning: the status check below reports it with context
+                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                prob.solve(solver=name, **opts)
+            cvx_status = str(prob.status)
+        except cp.error.SolverError as exc:
+            cvx_status = f"solver_error: {exc}"
+        solver_stats = getattr(prob, "solver_stats", None)
+        iters += int(getattr(solver_stats, "num_iters", 0) or 0) if solver_stats is not None else 0
+        status = _CVXPY_STATUS.get(cvx_status, "failed")
+        tried.append(f"{name}: {cvx_status}")
+        if status == "ok":
+            break
     wall = time.perf_counter() - start
-    status = _CVXPY_STATUS.get(cvx_status, "failed")
     message = ""
     if status != "ok":
         message = f"{what}: solver {name} returned status {cvx_status!r} (tolerances {opts})"
+    if len(tried) > 1:
+        message = (message + "; " if message else "") + "solvers tried: " + ", ".join(tried)
     value = L.value if L.value is not None else np.full((n_rows, V), np.nan)
     obj = float(prob.value) if prob.value is not None else math.nan
-    stats = getattr(prob, "solver_stats", None)
-    iters = int(getattr(stats, "num_iters", 0) or 0) if stats is not None else 0
     return np.asarray(value, dtype=np.float64), name, status, message, opts, wall, obj, iters
 
 
@@ -348,7 +365,9 @@ def nn_svm(
 
     Args:
         design: a :class:`~ufmtheory.designs.Design` or an (m, V) array of next-token distributions.
-        solver: cvxpy solver name; ``None`` picks CLARABEL for ``m·V <= CLARABEL_MAX_SIZE`` and SCS above.
+        solver: cvxpy solver name; ``None`` picks CLARABEL for ``m·V <= CLARABEL_MAX_SIZE`` and SCS above,
+            and retries once with the other solver (larger iteration budget) when the first does not
+            reach ``optimal``; ``message`` then lists the solvers tried.
         solver_options: overrides of the default tolerances (CLARABEL ``tol_* = 1e-8``; SCS
             ``eps_abs = eps_rel = 1e-8``, ``max_iters = 200000``).
         throw: raise :class:`~ufmtheory._results.SolverError` naming the status if it is not ``"ok"``.
