@@ -204,7 +204,10 @@ _NORM_KW = {
 }
 
 
-@pytest.mark.parametrize("sizes", [(2, 3), (3, 3)], ids=["2x3", "3x3"])
+# The 3x3 cases take 6-15 s of CPU each (the full flow with normalised features is stiff): slow.
+@pytest.mark.parametrize(
+    "sizes", [pytest.param((2, 3), id="2x3"), pytest.param((3, 3), id="3x3", marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("radius", [1.0, 2.0])
 @pytest.mark.parametrize("kw", list(_NORM_KW))
 def test_normalised_reduced_matches_full_flow(sizes: tuple[int, int], radius: float, kw: str) -> None:
