@@ -11,7 +11,8 @@ test`` (``ci`` profile, derandomized) runs a few and ``make fuzz`` (``many`` pro
 Calls run under an address-space limit, so an allocation the validation should have refused fails as a
 ``MemoryError`` (a contract failure) instead of taking the shared machine's memory.
 
-``python tests/test_fuzz.py [N]`` prints the table (entry, cases, clean, failures) for N cases per entry.
+``python tests/test_fuzz.py [N [ENTRY ...]]`` prints the table (entry, cases, clean, failures) for N cases
+per entry.
 """
 
 from __future__ import annotations
@@ -596,10 +597,12 @@ def _counting(strategy: Any, fn: Callable[[Any], Any], finite_always: bool, n: i
     return cases, failures
 
 
-def table(n: int) -> list[tuple[str, int, int, list[str]]]:
-    """Rows (entry, cases, clean, failure messages) for ``n`` cases per entry."""
+def table(n: int, only: list[str] | None = None) -> list[tuple[str, int, int, list[str]]]:
+    """Rows (entry, cases, clean, failure messages) for ``n`` cases per entry (those named in ``only``)."""
     rows = []
     for name, (strategy, fn, finite_always) in ENTRIES.items():
+        if only and name not in only:
+            continue
         cases, failures = _counting(strategy, fn, finite_always, n)
         rows.append((name, cases, cases - len(failures), failures))
         print(f"{name:<36} {cases:>6} {cases - len(failures):>6} {len(failures):>6}", flush=True)
@@ -607,7 +610,7 @@ def table(n: int) -> list[tuple[str, int, int, list[str]]]:
 
 
 if __name__ == "__main__":
-    rows = table(int(sys.argv[1]) if len(sys.argv) > 1 else 50)
+    rows = table(int(sys.argv[1]) if len(sys.argv) > 1 else 50, sys.argv[2:])
     print("\n| entry | cases | clean | failures |\n| --- | --- | --- | --- |")
     for name, cases, clean, failures in rows:
         print(f"| {name} | {cases} | {clean} | {len(failures)} |")
