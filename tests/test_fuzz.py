@@ -23,6 +23,7 @@ import json
 import math
 import os
 import resource
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
@@ -578,6 +579,13 @@ def test_fuzz_entry(name: str) -> None:
 
 
 # -- the table ---------------------------------------------------------------------------------------------
+CASE_LIMIT_S = 20
+
+
+def _hang(signum: int, frame: Any) -> None:
+    raise TimeoutError(f"no answer within {CASE_LIMIT_S} s")
+
+
 def _counting(strategy: Any, fn: Callable[[Any], Any], finite_always: bool, n: int) -> tuple[int, list[str]]:
     """Run ``n`` drawn cases of one entry, counting contract failures instead of stopping at the first."""
     failures: list[str] = []
@@ -588,10 +596,13 @@ def _counting(strategy: Any, fn: Callable[[Any], Any], finite_always: bool, n: i
     def run(drawn: Any) -> None:
         nonlocal cases
         cases += 1
+        signal.alarm(CASE_LIMIT_S)  # a hang is a failure, and the table goes on
         try:
             keeps_contract(lambda: fn(drawn), finite_always)
         except Exception as exc:  # noqa: BLE001 - counted and reported
             failures.append(f"{type(exc).__name__}: {str(exc)[:160]} <- {drawn!r:.200}")
+        finally:
+            signal.alarm(0)
 
     run()
     return cases, failures
@@ -600,6 +611,7 @@ def _counting(strategy: Any, fn: Callable[[Any], Any], finite_always: bool, n: i
 def table(n: int, only: list[str] | None = None) -> list[tuple[str, int, int, list[str]]]:
     """Rows (entry, cases, clean, failure messages) for ``n`` cases per entry (those named in ``only``)."""
     rows = []
+    signal.signal(signal.SIGALRM, _hang)
     for name, (strategy, fn, finite_always) in ENTRIES.items():
         if only and name not in only:
             continue
