@@ -348,3 +348,20 @@ def test_implicit_design_rejects_bad_input(kwargs, match):
 def test_absurd_sizes_fail_fast_with_an_argument_named(call):
     with pytest.raises((ValueError, TypeError), match="sizes|depth|branching|m = |contexts"):
         call()
+
+
+def test_designs_pickle_with_their_lazy_parts():
+    import pickle
+
+    for d in (
+        ut.designs.factorial((2, 3)),
+        ut.designs.hierarchical(3, 2),
+        ut.designs.random_attributes(5, 4, 2, seed=1),
+        ut.designs.from_counts([[1, 2], [3, 0]]),
+    ):
+        back = pickle.loads(pickle.dumps(d))
+        np.testing.assert_array_equal(back.X, d.X)
+        np.testing.assert_array_equal(back.Y, d.Y)
+        assert back.context_names == d.context_names and back.attribute_names == d.attribute_names
+    big = pickle.loads(pickle.dumps(ut.designs.factorial((1000, 1000))))  # nothing per context travels
+    assert big.m == 10**6 and len(pickle.dumps(big)) < 100_000

@@ -280,7 +280,7 @@ def test_unregularised_ufm_ends_in_the_max_margin_etf():
 
 def test_end_state_validation(monkeypatch):
     d = ut.designs.factorial((2, 2))
-    with pytest.raises(NotImplementedError, match="normalize"):
+    with pytest.raises(ValueError, match="normalize"):
         end_state(ut.ModifiedUFM(d, dim=4, ridge="E", normalize=1.0))
     with pytest.raises(ValueError, match="both ridges"):
         end_state(ut.UFM(d, dim=4, lam_W=1e-3))

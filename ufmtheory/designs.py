@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from typing import Any
@@ -265,6 +266,13 @@ class Design:
             names[attr] = value
         set_(self, "_names", names)
         set_(self, "params", dict(params or {}))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}: Design is immutable")
@@ -523,10 +531,38 @@ def _letters(i: int) -> str:
     return "abcdefghijklmnopqrstuvwxyz"[i] if i < 26 else f"f{i}_"
 
 
-def _factorial_context_names(sizes: tuple[int, ...]) -> list[str]:
+# Builders a Design calls on first use: module-level functions bound with functools.partial, so designs
+# pickle (process pools, Dask) and stay cheap until asked.
+def _factorial_context_names(sizes: tuple[int, ...], template: str = "{}") -> list[str]:
     return [
-        "".join(f"{_letters(f)}{v}" for f, v in enumerate(t)) for t in itertools.product(*map(range, sizes))
+        template.format("".join(f"{_letters(f)}{v}" for f, v in enumerate(t)))
+        for t in itertools.product(*map(range, sizes))
     ]
+
+
+def _factorial_attributes(sizes: tuple[int, ...]) -> np.ndarray:
+    K = math.prod(sizes)
+    idx = np.arange(K, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    strides = [math.prod(sizes[f + 1 :]) for f in range(len(sizes))]
+    return np.stack([offsets[f] + (idx // strides[f]) % a for f, a in enumerate(sizes)], axis=1)
+
+
+def _hierarchical_attributes(depth: int, branching: int) -> np.ndarray:
+    K = branching**depth
+    leaves = np.arange(K, dtype=np.int64)
+    offsets = np.cumsum([0] + [branching**level for level in range(1, depth)])
+    # the ancestor at level l of leaf j is node j // b^(D-l) of that level
+    columns = [offsets[level - 1] + leaves // branching ** (depth - level) for level in range(1, depth)]
+    return np.stack(columns, axis=1) if columns else np.zeros((K, 0), dtype=np.int64)
+
+
+def _hierarchical_attribute_names(depth: int, branching: int) -> list[str]:
+    return [f"L{level}n{node}" for level in range(1, depth) for node in range(branching**level)]
+
+
+def _leaf_names(depth: int, branching: int, template: str) -> list[str]:
+    return [template.format(np.base_repr(i, branching).zfill(depth)) for i in range(branching**depth)]
 
 
 def factorial(sizes: tuple[int, ...] | list[int]) -> Design:
@@ -555,24 +591,18 @@ def factorial(sizes: tuple[int, ...] | list[int]) -> Design:
     K = math.prod(sizes)
     _check_contexts(f"sizes {sizes}", K)
 
-    def attributes() -> np.ndarray:
-        idx = np.arange(K, dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        strides = [math.prod(sizes[f + 1 :]) for f in range(len(sizes))]
-        return np.stack([offsets[f] + (idx // strides[f]) % a for f, a in enumerate(sizes)], axis=1)
-
     groups = tuple(f for f, a in enumerate(sizes) for _ in range(a))
     attr_names = tuple(f"{_letters(f)}{v}" for f, a in enumerate(sizes) for v in range(a))
     return Design(
         labels="identity",
         m=K,
-        attributes=attributes,
+        attributes=functools.partial(_factorial_attributes, sizes),
         p=sum(sizes),
         groups=groups,
         factor_sizes=sizes,
         kind="factorial",
-        context_names=lambda: _factorial_context_names(sizes),
-        label_names=lambda: [f"next[{n}]" for n in _factorial_context_names(sizes)],
+        context_names=functools.partial(_factorial_context_names, sizes),
+        label_names=functools.partial(_factorial_context_names, sizes, "next[{}]"),
         attribute_names=attr_names,
         params={"sizes": sizes},
     )
@@ -605,32 +635,21 @@ def hierarchical(depth: int, branching: int) -> Design:
         groups.extend([level] * branching**level)
         offsets.append(offsets[-1] + branching**level)
 
-    def attr_names() -> list[str]:
-        return [f"L{level}n{node}" for level in range(1, depth) for node in range(branching**level)]
-
-    def attributes() -> np.ndarray:
-        leaves = np.arange(K, dtype=np.int64)
-        # the ancestor at level l of leaf j is node j // b^(D-l) of that level
-        columns = [offsets[level - 1] + leaves // branching ** (depth - level) for level in range(1, depth)]
-        return np.stack(columns, axis=1) if columns else np.zeros((K, 0), dtype=np.int64)
-
-    def leaf_names(prefix: str) -> list[str]:
-        return [f"{prefix}{np.base_repr(i, branching).zfill(depth)}" for i in range(K)]
-
     return Design(
         labels="identity",
         m=K,
-        attributes=attributes,
+        attributes=functools.partial(_hierarchical_attributes, depth, branching),
         p=offsets[-1],
         groups=tuple(groups),
         kind="hierarchical",
-        context_names=lambda: [f"leaf{n}" for n in leaf_names("")],
-        label_names=lambda: [f"next[leaf{n}]" for n in leaf_names("")],
-        attribute_names=attr_names,
+        context_names=functools.partial(_leaf_names, depth, branching, "leaf{}"),
+        label_names=functools.partial(_leaf_names, depth, branching, "next[leaf{}]"),
+        attribute_names=functools.partial(_hierarchical_attribute_names, depth, branching),
         params={"depth": depth, "branching": branching},
     )
 
 
+MAX_FEATURES = 10**6  # random codes draw k of p features per context; the dense code is (p, m)
 _LOOP_MAX_CONTEXTS = 100_000  # above this, random codes are drawn vectorised (another stream, same seed rule)
 
 
@@ -654,6 +673,8 @@ def random_attributes(m: int, p: int, k: int, seed: int | np.random.Generator = 
     (k,) = _check_positive_ints("k", [k], minimum=1)
     if k > p:
         raise ValueError(f"k must be <= p, got k={k}, p={p}")
+    if p > MAX_FEATURES:
+        raise ValueError(f"p must be <= MAX_FEATURES = {MAX_FEATURES} features, got {_count(p)}")
     _check_contexts(f"m = {m}", m)
     if m > _LOOP_MAX_CONTEXTS and 8 * m * p > DENSE_MAX_BYTES:
         raise ValueError(

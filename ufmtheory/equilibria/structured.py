@@ -31,13 +31,13 @@ def _problem_parts(problem: Any) -> tuple[Any, Any, str, float, float]:
     standard UFM and ridge on H, ``"E"`` (weights ``m_S/sqrt κ_S``) for ridge on E or no ridge at all
     (gradient flow on ``(W, E)`` without penalty is biased towards small ``‖W‖² + ‖E‖²``)."""
     if isinstance(problem, ModifiedUFM) and problem.normalize is not None:
-        raise NotImplementedError(
+        raise ValueError(
             "end states and the semantic saddle are derived for N = identity (normalize=None); with column"
             " normalisation integrate the flow (ut.reduced_solve / ut.gradient_flow) instead"
         )
     if isinstance(problem, ReducedProblem):
         if getattr(problem, "normalize", None) is not None:
-            raise NotImplementedError("end states need normalize=None")
+            raise ValueError("end states need normalize=None")
         rp = problem
     elif isinstance(problem, (UFM, ModifiedUFM)):
         rp = ReducedProblem.from_problem(problem)
@@ -207,7 +207,7 @@ def end_state(problem: UFM, *, lam_limit: bool = True) -> Equilibrium:
     Raises:
         ValueError: K > 4096 (use :func:`ufmtheory.programs.end_state_lp` on ``reduced.scheme(design)``),
             partial regularisation where the minimiser does not exist, ``dim`` below the end state's rank.
-        NotImplementedError: column normalisation; ridge on H with ``β = 0``.
+        ValueError: column normalisation; ridge on H with ``β = 0`` (no closed form: integrate the flow).
 
     Example (3×3 grid, ridge on E: ETF iff α < β):
         >>> import ufmtheory as ut
@@ -222,7 +222,7 @@ def end_state(problem: UFM, *, lam_limit: bool = True) -> Equilibrium:
     if not isinstance(problem, UFM):
         raise TypeError(f"problem must be a UFM or ModifiedUFM, got {type(problem).__name__}")
     if isinstance(problem, ModifiedUFM) and problem.normalize is not None:
-        raise NotImplementedError(
+        raise ValueError(
             "end_state is derived for N = identity (normalize=None); with column normalisation integrate the"
             " flow (ut.reduced_solve / ut.gradient_flow)"
         )
@@ -232,7 +232,7 @@ def end_state(problem: UFM, *, lam_limit: bool = True) -> Equilibrium:
     ridge_H = (not modified) or (problem.ridge == "H" and (lam_W > 0 or lam_X > 0))
     if ridge_H:
         if modified and problem.beta == 0:
-            raise NotImplementedError(
+            raise ValueError(
                 "ridge on H with beta = 0: features are confined to the attribute span, Zhu's ETF is not"
                 " reachable and no closed form is implemented"
             )
