@@ -30,7 +30,7 @@ lint: $(STAMP)
 # small example budget and in `make fuzz` with a large one.
 test: lint
 	$(PYTEST) -n 2 -m "not slow" --doctest-modules ufmtheory tests
-	$(BIN)/pytest -p no:cacheprovider --nbmake notebooks
+	$(BIN)/pytest -p no:cacheprovider -n 2 --nbmake notebooks
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -d build/site
 
 test-slow: $(STAMP)

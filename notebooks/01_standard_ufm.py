@@ -53,7 +53,7 @@ print(design.context_names)
 lam = 5e-3
 problem = ut.UFM(design, dim=9, lam_W=lam, lam_H=lam)
 eq = ut.zhu(problem)
-print(eq.kind, {k: round(v, 4) for k, v in eq.stats.items()})
+print(eq.kind, {k: round(v, 4) for k, v in eq.stats.items() if isinstance(v, float)})
 
 # %% [markdown]
 # $\varepsilon = \sqrt{n\lambda_W\lambda_H} = 0.005 < 1/K$, so the minimiser is the non-trivial ETF with
