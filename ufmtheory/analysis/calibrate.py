@@ -419,14 +419,18 @@ def calibrate(
     best_params = {k: best[k] for k in keys}
     objective = score(best_params, usable) if len(usable) > grid_seeds else best["objective"]
     status, msgs = "ok", []
+    if not math.isfinite(objective):
+        # the grid's best point blew up on a seed outside the grid subset: not a calibration
+        status = "nonfinite"
+        msgs.append(f"the best grid point's theory run blew up on one of all {len(usable)} seeds")
     edges = [k for k in keys if len(grid_d[k]) > 1 and best[k] in (min(grid_d[k]), max(grid_d[k]))]
     if edges:
-        status = "inaccurate"
+        status = "inaccurate" if status == "ok" else status
         msgs.append(
             f"at_bound: the best {', '.join(f'{k}={best[k]:g}' for k in edges)} is on the edge of the grid"
         )
     if alpha_rule == "geometry" and not geometry.ok:
-        status = "inaccurate"
+        status = "inaccurate" if status == "ok" else status
         msgs.append(f"input geometry: {geometry.message}")
     if bad:
         msgs.append(f"{len(bad)} of {len(runs)} runs skipped ({bad[0][1][0]}: {bad[0][1][1]})")

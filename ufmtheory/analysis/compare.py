@@ -62,8 +62,9 @@ import numpy as np
 from ufmtheory._format import finite_or_none as _num
 from ufmtheory._format import format_number as _fmt
 from ufmtheory._format import to_jsonable
+from ufmtheory._results import STATUSES, split_legacy_status
 from ufmtheory.analysis.phases import PHASE_NAMES, Phases, detect_phases, predict_phases
-from ufmtheory.models import UFM
+from ufmtheory.models import UFM, ModifiedUFM
 from ufmtheory.solvers.init import normal as normal_init
 from ufmtheory.solvers.optimize import optimize
 from ufmtheory.trajectory import Trajectory
@@ -102,31 +103,13 @@ _BOUND_TOL = 0.01
 
 
 def run_status(traj: Trajectory) -> tuple[str, str]:
-    """``(status word, message)`` of a trajectory, mapping older free-text statuses onto the vocabulary
-    (``ok``, ``nonfinite``, ``diverged``, ``max_evals``, ``failed``, ...)."""
+    """``(status word, message)`` of a trajectory; a pre-0.2 free-text status is mapped onto the vocabulary
+    by :func:`ufmtheory._results.split_legacy_status` (the one home of that mapping)."""
     status = str(traj.status)
     message = str(getattr(traj, "message", "") or traj.stats.get("message", "") or "")
-    if status in (
-        "ok",
-        "max_evals",
-        "nonfinite",
-        "diverged",
-        "inaccurate",
-        "infeasible",
-        "failed",
-        "not_applicable",
-    ):
+    if status in STATUSES:
         return status, message or status
-    low = status.lower()
-    if "diverg" in low:
-        return "diverged", status
-    if "non-finite" in low or "nonfinite" in low or "nan" in low:
-        return "nonfinite", status
-    if "max_evals" in low:
-        return "max_evals", status
-    if "stop" in low:  # stop_at: a deliberate early end
-        return "ok", status
-    return "failed", status
+    return split_legacy_status(status)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -854,7 +837,6 @@ def variant_grid(
     Returns:
         ``{name: ModifiedUFM}`` (names as in :attr:`Comparison.variants`).
     """
-    from ufmtheory.models import ModifiedUFM
 
     K = design.m
     d = dim or K

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ufmtheory.cli._common import CLIError, check_out
+from ufmtheory.experiments.validation import FULL, QUICK, SMOKE, run_validation
 
 __all__ = ["add_parser", "run"]
 
@@ -37,8 +38,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ufmtheory.experiments.validation import FULL, QUICK, SMOKE, run_validation
-
     check_out(args.out, "dir")
     cfg = SMOKE if args.smoke else QUICK if args.quick else FULL
     if args.seeds is not None:

@@ -301,6 +301,7 @@ def _solve_nuclear(
     prob = cp.Problem(cp.Minimize(cp.normNuc(expr)), cons)
     tried: list[str] = []
     iters = 0
+    first: tuple[Any, ...] | None = None  # the first attempt, kept when the retry does no better
     for name, opts in attempts:
         try:
             with warnings.catch_warnings():
@@ -316,6 +317,21 @@ def _solve_nuclear(
         tried.append(f"{name}: {cvx_status}")
         if status == "ok":
             break
+        if first is None:
+            first = (
+                name,
+                opts,
+                cvx_status,
+                status,
+                None if L.value is None else np.array(L.value),
+                prob.value,
+            )
+    if status != "ok" and first is not None and first[3] == "inaccurate" and first[4] is not None:
+        # the retry did not reach optimal either: an inaccurate solution beats a failed one
+        name, opts, cvx_status, status, kept, kept_obj = first
+        L.value, obj_override = kept, kept_obj
+    else:
+        obj_override = None
     wall = time.perf_counter() - start
     message = ""
     if status != "ok":
@@ -323,7 +339,8 @@ def _solve_nuclear(
     if len(tried) > 1:
         message = (message + "; " if message else "") + "solvers tried: " + ", ".join(tried)
     value = L.value if L.value is not None else np.full((n_rows, V), np.nan)
-    obj = float(prob.value) if prob.value is not None else math.nan
+    obj_value = obj_override if obj_override is not None else prob.value
+    obj = float(obj_value) if obj_value is not None else math.nan
     return np.asarray(value, dtype=np.float64), name, status, message, opts, wall, obj, iters
 
 
