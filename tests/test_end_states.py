@@ -117,6 +117,10 @@ def test_lp_reproduces_the_two_factor_boundary(A, B, alpha, beta):
     assert res.ok, res.message
     eq = end_state(ut.ModifiedUFM(ut.designs.factorial((A, B)), dim=A * B, alpha=alpha, beta=beta, ridge="E"))
     assert (eq.stats["decision_margin"] > 0) == cf["etf_wins"]
+    # and directly, against the closed-form costs written out in _two_factor
+    assert eq.kind == ("etf" if cf["etf_wins"] else "semantic")
+    assert eq.stats["etf_objective"] == pytest.approx(cf["J_etf"], rel=1e-12)
+    assert eq.stats["semantic_objective"] == pytest.approx(cf["J_sem"], rel=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -414,6 +418,16 @@ def test_semantic_saddle_cosines_on_square_grid(A):
     at the saddle are (A-2)/(2(A-1)) for one shared attribute and -1/(A-1) for none."""
     res = claims.check("plateau_cosines", A=A, lam=1e-3)
     assert res.ok, res.message
+    # and directly, cosine by cosine
+    prob = ut.ModifiedUFM(ut.designs.factorial((A, A)), dim=A * A, lam_W=1e-3, lam_H=1e-3)
+    eq = semantic_saddle(prob)
+    shared = prob.design.X.T @ prob.design.X  # number of attributes two contexts share
+    off = ~np.eye(A * A, dtype=bool)
+    for G in (eq.gram_H, eq.gram_W):
+        d = np.sqrt(np.diag(G))
+        cos = G / np.outer(d, d)
+        assert np.allclose(cos[(shared == 1) & off], (A - 2) / (2 * (A - 1)), atol=1e-10)
+        assert np.allclose(cos[shared == 0], -1 / (A - 1), atol=1e-10)
 
 
 def test_semantic_saddle_validation_and_trivial_point():

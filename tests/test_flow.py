@@ -330,3 +330,64 @@ def test_gradient_descent_bad_input_raises_naming_the_argument():
         kwargs = {"lr": 0.1, "steps": 10, "init": good, **override}
         with pytest.raises((ValueError, TypeError), match=name):
             ut.gradient_descent(prob, kwargs.pop("lr"), kwargs.pop("steps"), **kwargs)
+
+
+# -- the same three facts checked directly here, beside the catalogue claims ---------------------------
+@pytest.mark.parametrize(
+    ("design", "dim", "scale", "t1"),
+    [
+        (ut.designs.factorial((2, 3)), 5, 0.3, 1e5),
+        (ut.designs.from_counts([[3, 1, 0, 0], [0, 2, 2, 0], [1, 0, 0, 5]]), 3, 0.5, 1e7),
+    ],
+    ids=["factorial-2x3", "counts"],
+)
+def test_conservation_direct(design, dim, scale, t1):
+    """D = WᵀW - HHᵀ stays put while both terms grow (drift relative to the terms, and to D(0))."""
+    prob = ut.UFM(design, dim=dim)
+    tr = ut.gradient_flow(
+        prob, t1, init=ut.init.small(prob, scale, seed=4), saveat=30, save_params=True, rtol=1e-10, atol=1e-12
+    )
+    assert tr.ok
+    WtW, HHt = _gram_terms(tr)
+    D = WtW - HHt
+    drift = np.linalg.norm(D - D[0], axis=(1, 2)) / (
+        np.linalg.norm(WtW, axis=(1, 2)) + np.linalg.norm(HHt, axis=(1, 2))
+    )
+    assert drift.max() < 1e-6, drift.max()
+    assert np.trace(WtW[-1]) > 5 * np.trace(WtW[0])  # the terms grew a lot while D stayed put
+    if np.linalg.norm(D[0]) > 1e-2:
+        assert np.linalg.norm(D[-1] - D[0]) / np.linalg.norm(D[0]) < 1e-6
+
+
+def test_equal_ridge_decay_direct():
+    """D(t) = e^{-2λt} D(0) entry by entry (closed form), at the tight tolerance."""
+    prob = ut.UFM(ut.designs.factorial((3,)), dim=4, lam_W=0.05, lam_H=0.05)
+    ts = np.array([0.0, 1.0, 5.0, 20.0, 40.0])
+    tr = ut.gradient_flow(
+        prob, 40.0, init=ut.init.small(prob, 0.8, seed=2), saveat=ts, save_params=True, **TIGHT
+    )
+    WtW, HHt = _gram_terms(tr)
+    D = WtW - HHt
+    for i, t in enumerate(ts):
+        np.testing.assert_allclose(D[i], np.exp(-0.1 * t) * D[0], atol=1e-9 * np.linalg.norm(D[0]))
+
+
+def test_gradient_descent_first_order_direct():
+    """‖θ_GD(T) - θ_GF(T)‖ = O(lr): regressed slope in [0.9, 1.1], and small at the smallest lr."""
+    prob = ut.UFM(ut.designs.factorial((2, 3)), dim=4, lam_W=1e-2, lam_H=1e-2)
+    T = 20.0
+    init = ut.init.small(prob, 0.4, seed=3)
+    flow = ut.gradient_flow(prob, T, init=init, saveat=np.array([0.0, T]), save_params=True, **TIGHT)
+    target = prob.pack({k: v[-1] for k, v in flow.params.items()})
+    lrs = np.array([0.4, 0.2, 0.1, 0.05])
+    errs = []
+    for lr in lrs:
+        steps = int(round(T / lr))
+        gd = ut.gradient_descent(
+            prob, float(lr), steps, init=init, saveat=np.array([0, steps]), save_params=True
+        )
+        assert gd.ok and gd.ts[-1] == pytest.approx(T)
+        errs.append(np.abs(prob.pack({k: v[-1] for k, v in gd.params.items()}) - target).max())
+    slope = np.polyfit(np.log(lrs), np.log(errs), 1)[0]
+    assert 0.9 <= slope <= 1.1, (slope, errs)
+    assert errs[-1] < 1e-2 * np.abs(target).max()

@@ -192,10 +192,11 @@ def lp_measure(A: int, B: int, alpha: float, beta: float) -> tuple[float, str]:
     err = 0.0 if eq.kind == expected else 1.0
     detail = f"end_state says {eq.kind!r}, the closed form {expected!r} (1/β = {lhs:.6g} vs {rhs:.6g})"
     for key, ref in (("etf_objective", J_etf), ("semantic_objective", J_sem)):
-        if key in eq.stats:
-            e = abs(float(eq.stats[key]) - ref) / ref
-            err = max(err, e)
-            detail += f"; {key} error {e:.1e}"
+        if key not in eq.stats:  # a renamed key must fail the claim, not skip the comparison
+            return math.inf, f"{detail}; end_state reports no {key!r}"
+        e = abs(float(eq.stats[key]) - ref) / ref
+        err = max(err, e)
+        detail += f"; {key} error {e:.1e}"
     return err, detail
 
 
