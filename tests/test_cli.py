@@ -128,6 +128,25 @@ def test_demo_refuses_a_bad_out_before_any_work(
     _one_line_error(capsys.readouterr(), "is not a folder")
 
 
+@pytest.mark.timeout(300)
+def test_demo_theory_part_against_closed_forms(tmp_path: Path) -> None:
+    """The main job without the transformer (~13 s): its numbers against the closed forms."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--no-progress", "--no-transformer"]) == 0
+    res = json.loads((out / "results.json").read_text())  # strict JSON: no NaN
+    assert res["regularised"]["status"] == "ok" and res["etf_mode"]["status"] == "ok"
+    assert res["regularised"]["max_abs_error_vs_zhu_gram_H"] < 1e-5
+    assert res["etf_mode"]["max_relative_error_vs_closed_form"] < 1e-4
+    mod = res["modified"]
+    for which in ("H", "W"):
+        pred = mod["predicted"][which]
+        assert 0 <= pred["onset"] <= pred["peak"] < pred["collapse"] < pred["etf_time"]
+    cos = mod["plateau_cosines_H"]["measured_at_peak"]
+    assert cos["share_one"] == pytest.approx(0.25, abs=2e-3)  # (A-2)/(2(A-1)) for A = 3
+    assert cos["share_none"] == pytest.approx(-0.5, abs=2e-3)  # -1/(A-1)
+    assert "factorial 3×3 (K = 9)" in (out / "report.html").read_text()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # the whole demo (theory runs, 40 transformer steps, figures): minutes on 2 cores
 def test_demo_writes_the_figures_results_and_report(tmp_path: Path) -> None:
