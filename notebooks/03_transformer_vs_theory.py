@@ -34,7 +34,8 @@ import numpy as np
 
 import ufmtheory as ut
 from ufmtheory.baseline import TrainConfig, train
-from ufmtheory.analysis.compare import compare, variant_grid
+from ufmtheory.analysis.comparison import compare
+from ufmtheory.analysis.variants import variant_grid
 
 design = ut.designs.factorial((4, 4))
 start = time.perf_counter()

@@ -43,7 +43,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
 import ufmtheory as ut
-from ufmtheory.analysis.compare import same_clock_theory
+from ufmtheory.analysis.timemap import same_clock_theory
 from ufmtheory.baseline.hf import GramCallback, design_dataset, hf_recorder
 
 torch.set_num_threads(1)  # tiny models: one thread is fastest on a small machine

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 import ufmtheory as ut
-from ufmtheory.analysis.compare import CURVE_METRICS, Comparison, compare, variant_grid
+from ufmtheory.analysis.comparison import compare
+from ufmtheory.analysis.comparison_result import Comparison
+from ufmtheory.analysis.timemap import CURVE_METRICS
+from ufmtheory.analysis.variants import variant_grid
 
 
 @pytest.fixture(scope="module")

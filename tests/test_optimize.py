@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ufmtheory as ut
-from ufmtheory.solvers.optimize import optimize, step_grid
+from ufmtheory.solvers.optimizer import optimize, step_grid
 
 torch = pytest.importorskip("torch")
 

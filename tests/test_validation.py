@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 import ufmtheory as ut
-from ufmtheory.analysis.calibrate import calibrate, input_geometry, validate
-from ufmtheory.analysis.compare import compare, same_clock_theory
+from ufmtheory.analysis.calibration import calibrate
+from ufmtheory.analysis.comparison import compare
+from ufmtheory.analysis.geometry import input_geometry
+from ufmtheory.analysis.timemap import same_clock_theory
+from ufmtheory.analysis.validation import validate
 
 D33 = ut.designs.factorial((3, 3))
 
@@ -73,7 +76,7 @@ def test_short_overlap_is_reported(gf_theory):
 
 
 def test_a_mapped_peak_far_outside_the_model_steps_is_an_extrapolation():
-    from ufmtheory.analysis.compare import _extrapolated
+    from ufmtheory.analysis.timemap import _extrapolated
 
     steps = np.array([0.0, 1.0, 10.0, 3000.0])
     assert _extrapolated([3e-4], steps).startswith("the map puts")  # hierarchy seed 1 of docs/validation.md

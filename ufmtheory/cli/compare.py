@@ -2,7 +2,8 @@
 
 Both are saved trajectories (:meth:`~ufmtheory.trajectory.Trajectory.save` paths, e.g. from ``ufm train
 --out``); CONFIG is any config file with a ``"design"`` key (as for ``ufm predict`` or ``ufm train``). Prints
-:meth:`~ufmtheory.analysis.compare.Comparison.table` and, with ``--out``, writes the comparison as JSON.
+:meth:`~ufmtheory.analysis.comparison_result.Comparison.table` and, with ``--out``, writes the comparison as
+JSON.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ufmtheory.analysis.compare import compare
+from ufmtheory.analysis.comparison import compare
 from ufmtheory.cli._common import CLIError, check_out, design_from_spec, load_config
 from ufmtheory.report import write_json
 from ufmtheory.trajectory import Trajectory

@@ -6,8 +6,8 @@ time. Modified UFM (ridge on H, ``α = β = 1``, the same small ``λ``): the pha
 reduced ODE (through the semantic plateau and the collapse) and detected on a full gradient flow from the
 same aligned initialisation. Then (unless skipped) the baseline transformer (2 layers, width 64, AdamW lr
 1e-3, :data:`DEMO_STEPS` steps, one thread) trains on the same design and is compared with both theory runs
-(:func:`ufmtheory.analysis.compare.compare`: fitted time map, curve errors, phase times in steps, best
-variant of :func:`ufmtheory.analysis.compare.variant_grid`).
+(:func:`ufmtheory.analysis.comparison.compare`: fitted time map, curve errors, phase times in steps, best
+variant of :func:`ufmtheory.analysis.variants.variant_grid`).
 
 Output folder: Gram heatmaps over time, ETF-distance/loss curves, phase figures, the semantic-strength
 overlay (PNG), the saved trajectories, ``results.json`` and a self-contained ``report.html``.
@@ -27,8 +27,10 @@ import numpy as np
 from ufmtheory import designs, equilibria, init, metrics, plotting
 from ufmtheory._format import format_number, to_jsonable
 from ufmtheory._results import ResultMixin, make_stats
-from ufmtheory.analysis.compare import Comparison, compare, variant_grid
+from ufmtheory.analysis.comparison import compare
+from ufmtheory.analysis.comparison_result import Comparison
 from ufmtheory.analysis.phases import Phases, detect_phases, predict_phases
+from ufmtheory.analysis.variants import variant_grid
 from ufmtheory.designs import Design
 from ufmtheory.models import UFM, ModifiedUFM
 from ufmtheory.report import design_label, write_json, write_report

@@ -5,10 +5,10 @@ Protocol (issue 9, docs/validation.md):
 1. Train the baseline GPT (2 layers, width 64, init std 0.02, full batch) on every design with two
    optimisers, AdamW (lr 1e-3) and full-batch gradient descent (SGD lr 1.0, no momentum), for several
    seeds; the runs are cached under ``OUT/runs`` and reused by a later call with the same settings.
-2. Calibrate (:func:`ufmtheory.analysis.calibrate.calibrate`) the normalised modified UFM (features on the
+2. Calibrate (:func:`ufmtheory.analysis.calibration.calibrate`) the normalised modified UFM (features on the
    sphere of radius ``sqrt(64)``, as the GPT's final LayerNorm) on the FIRST design's AdamW runs only,
    on the same clock (AdamW, lr 1e-3, same steps, init std 0.02).
-3. Predict (:func:`~ufmtheory.analysis.calibrate.validate`) every (design, optimiser) with no refit:
+3. Predict (:func:`~ufmtheory.analysis.validation.validate`) every (design, optimiser) with no refit:
    ``α`` follows each design's input geometry, measured on the model's step-0 H Gram; the theory runs the
    model's own optimiser from the model's seed. The calibration design's AdamW rows are in-sample and
    marked so.
@@ -38,15 +38,11 @@ from ufmtheory import designs as designs_mod
 from ufmtheory._format import finite_or_none as _num
 from ufmtheory._format import format_number as _fmt
 from ufmtheory._io import atomic_write_bytes
-from ufmtheory.analysis.calibrate import (
-    Calibration,
-    Validation,
-    calibrate,
-    model_input_geometry,
-    validate,
-)
-from ufmtheory.analysis.compare import compare, run_status
+from ufmtheory.analysis.calibration import Calibration, calibrate
+from ufmtheory.analysis.comparison import compare, run_status
+from ufmtheory.analysis.geometry import model_input_geometry
 from ufmtheory.analysis.phases import predict_phases
+from ufmtheory.analysis.validation import Validation, validate
 from ufmtheory.models import ModifiedUFM
 from ufmtheory.report import data_uri, write_json
 from ufmtheory.trajectory import Trajectory

@@ -46,7 +46,7 @@ see :class:`~ufmtheory.trajectory.StructuredGrams`) whose metrics come from the 
 from ufmtheory.solvers import init, linear
 from ufmtheory.solvers._frontend import choose_method
 from ufmtheory.solvers.flow import gradient_descent, gradient_flow
-from ufmtheory.solvers.optimize import optimize
+from ufmtheory.solvers.optimizer import optimize
 from ufmtheory.solvers.reduced import (
     MATERIALISE_MAX_K,
     ReducedProblem,
