@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ufmtheory._results import STATUSES
+
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
@@ -42,17 +44,6 @@ __all__ = [
     "normalise_output",
 ]
 
-STATUSES = (
-    "ok",
-    "max_evals",
-    "nonfinite",
-    "diverged",
-    "inaccurate",
-    "infeasible",
-    "failed",
-    "not_applicable",
-)
-"""The package's status vocabulary; a point's ``status`` is one of these, or :data:`PENDING`."""
 
 PENDING = "pending"
 """Status of a point that has not run (yet)."""
