@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,22 @@ class Design:
         "_Y", "_X", "_labels", "_attributes", "_V", "_p", "_m", "_pi", "groups", "factor_sizes", "kind",
         "_names", "params",
     )  # fmt: skip
+    # The slots, annotated for type checkers (bare annotations create no class attribute, so they do not
+    # clash with __slots__). Set once in __init__ through object.__setattr__; the lazy ones (None until
+    # first access, or a builder) are filled in by their properties.
+    _Y: np.ndarray | None
+    _X: np.ndarray | None
+    _labels: np.ndarray | str | None  # "identity": Y = I, held by name
+    _attributes: np.ndarray | Callable[[], Any] | None
+    _V: int
+    _p: int
+    _m: int
+    _pi: np.ndarray | None
+    groups: tuple[int, ...]
+    factor_sizes: tuple[int, ...] | None
+    kind: str
+    _names: dict[str, Any]
+    params: dict[str, Any]
 
     def __init__(
         self,
@@ -297,11 +314,12 @@ class Design:
     @property
     def pi(self) -> np.ndarray:
         """(m,) context weights (uniform unless given)."""
-        if self._pi is None:
+        w = self._pi
+        if w is None:
             w = np.full(self.m, 1.0 / self.m)
             w.setflags(write=False)
             object.__setattr__(self, "_pi", w)
-        return self._pi
+        return w
 
     @property
     def p(self) -> int:
@@ -320,11 +338,12 @@ class Design:
     @property
     def attributes(self) -> np.ndarray | None:
         """(m, k) attribute rows carried by each context when the code is held as indices, else ``None``."""
-        if callable(self._attributes):
-            att = np.asarray(self._attributes(), dtype=np.int64)
+        att = self._attributes
+        if callable(att):
+            att = np.asarray(att(), dtype=np.int64)
             att.setflags(write=False)
             object.__setattr__(self, "_attributes", att)
-        return self._attributes
+        return att
 
     @property
     def implicit(self) -> bool:
@@ -342,7 +361,8 @@ class Design:
     @property
     def Y(self) -> np.ndarray:
         """(V, m) next-token distributions (materialised from :attr:`labels` on first access)."""
-        if self._Y is None:
+        Y = self._Y
+        if Y is None:
             self._check_dense(
                 "Y",
                 self.V,
@@ -353,21 +373,23 @@ class Design:
             Y[self.labels, np.arange(self.m)] = 1.0
             Y.setflags(write=False)
             object.__setattr__(self, "_Y", Y)
-        return self._Y
+        return Y
 
     @property
     def X(self) -> np.ndarray:
         """(p, m) binary attribute code (materialised from :attr:`attributes` on first access)."""
-        if self._X is None:
+        X = self._X
+        if X is None:
             self._check_dense(
                 "X", self.p, "use design.attributes, or the reduced solvers, which never need the dense code"
             )
             X = np.zeros((self.p, self.m))
             att = self.attributes
+            assert att is not None  # no dense X: the code is held as indices
             X[att.ravel(), np.repeat(np.arange(self.m), att.shape[1])] = 1.0
             X.setflags(write=False)
             object.__setattr__(self, "_X", X)
-        return self._X
+        return X
 
     # -- structure ----------------------------------------------------------------------------------
     @property
@@ -386,7 +408,7 @@ class Design:
             return True
         if self._labels is not None:
             return bool(np.array_equal(self._labels, np.arange(self.m)))
-        return bool(np.array_equal(self._Y, np.eye(self.m)))
+        return bool(np.array_equal(self.Y, np.eye(self.m)))
 
     @property
     def has_uniform_weights(self) -> bool:
@@ -397,8 +419,8 @@ class Design:
     def label_mass(self) -> np.ndarray:
         """(V,) probability of each token as a next token, ``Y @ pi``."""
         if self._labels is not None:
-            return np.bincount(self.labels, weights=self.pi, minlength=self.V)
-        return self._Y @ self.pi
+            return np.bincount(np.asarray(self.labels), weights=self.pi, minlength=self.V)
+        return self.Y @ self.pi
 
     @property
     def used_labels(self) -> np.ndarray:
@@ -430,7 +452,7 @@ class Design:
         if self._labels is not None:
             counts = np.bincount(self._labels, minlength=self.V)
         else:
-            counts = self._Y.sum(axis=1)
+            counts = self.Y.sum(axis=1)
         if np.any(counts == 0) or not np.all(counts == counts[0]):
             return None
         return self.V, int(counts[0])
