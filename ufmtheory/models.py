@@ -30,6 +30,7 @@ from ufmtheory.designs import Design
 __all__ = [
     "UFM",
     "ModifiedUFM",
+    "cross_entropy",
     "cross_entropy_and_grads",
     "log_softmax_columns",
     "Problem",
@@ -41,6 +42,26 @@ def log_softmax_columns(Z: np.ndarray) -> np.ndarray:
     zmax = Z.max(axis=0, keepdims=True)
     shifted = Z - zmax
     return shifted - np.log(np.exp(shifted).sum(axis=0, keepdims=True))
+
+
+def _softmax_parts(Z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(e, s, ce)`` for logits ``Z: (V, m)``: ``e = exp(Z - max)``, column sums ``s: (m,)`` and the
+    per-context cross-entropy ``ce: (m,)`` against ``Y: (V, m)``.
+
+    ``ce_j = log s_j · Σ_v Y_vj - Σ_v Y_vj (Z - max)_vj`` equals ``-Σ_v Y_vj log softmax(z_j)_v`` without
+    forming the (V, m) log-probabilities; a one-hot label on the largest logit contributes an exact 0 and
+    ``log s_j`` with ``s_j = 1 + ε`` keeps ε's precision, so late losses of 1e-8 keep their digits.
+    """
+    shifted = Z - Z.max(axis=0, keepdims=True)
+    e = np.exp(shifted)
+    s = e.sum(axis=0)
+    ce = np.log(s) * Y.sum(axis=0) - np.einsum("vm,vm->m", Y, shifted)
+    return e, s, ce
+
+
+def cross_entropy(Z: np.ndarray, design: Design) -> float:
+    """Weighted soft-label cross-entropy ``Σ_j π_j CE(y_j, softmax(z_j))`` of logits ``Z: (V, m)``."""
+    return float(_softmax_parts(Z, design.Y)[2] @ design.pi)
 
 
 def cross_entropy_and_grads(
@@ -55,12 +76,15 @@ def cross_entropy_and_grads(
         ``(loss, (∇_W, ∇_H))`` with ``∇_W = G Hᵀ: (V, d)``, ``∇_H = Wᵀ G: (d, m)`` and
         ``G = (softmax(WH) - Y) diag(π)``; when ``need_grad`` is False the gradients are empty arrays.
     """
-    logp = log_softmax_columns(W @ H)
     Y, pi = design.Y, design.pi
-    loss = float(-(Y * logp).sum(axis=0) @ pi)
+    e, s, ce = _softmax_parts(W @ H, Y)
+    loss = float(ce @ pi)
     if not need_grad:
         return loss, (np.empty(0), np.empty(0))
-    G = (np.exp(logp) - Y) * pi  # (V, m): softmax minus labels, columns weighted by pi
+    # G = (softmax - Y) diag(π), built in place from e (one exp per logit for loss and gradient together)
+    e *= pi / s
+    G = e
+    G -= Y * pi
     return loss, (G @ H.T, W.T @ G)
 
 
