@@ -255,3 +255,24 @@ def test_at_interpolates_to_o_h4_between_saved_times():
     assert traj.loss_at(traj.ts[i]) == traj.loss[i]
     with pytest.raises(ValueError, match="t must lie"):
         traj.at(float("nan"))
+
+
+def test_dense_output_is_used_by_at_and_dropped_on_save(tmp_path):
+    # A continuous output that differs from any interpolation of the grid: at/loss_at must return it exactly.
+    ts = np.array([0.0, 1.0, 2.0, 4.0, 8.0])
+    grams = np.stack([np.eye(2) * (1 + t) for t in ts])
+
+    def dense(t):
+        return np.eye(2) * (1 + t) ** 2, np.eye(2) * 3 * t, -t
+
+    traj = Trajectory(ts=ts, gram_H=grams, gram_W=grams, loss=-ts, dense=dense)
+    gH, gW = traj.at(3.0)
+    np.testing.assert_array_equal(gH, np.eye(2) * 16.0)
+    np.testing.assert_array_equal(gW, np.eye(2) * 9.0)
+    assert traj.loss_at(3.0) == -3.0
+    with pytest.raises(ValueError, match="t must lie"):
+        traj.at(9.0)
+    traj.save(tmp_path / "run")
+    loaded = Trajectory.load(tmp_path / "run")
+    assert loaded.dense is None
+    np.testing.assert_allclose(loaded.at(8.0)[0], grams[-1])
