@@ -4,6 +4,7 @@ conditions, parameter spaces."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,60 +29,70 @@ from ufmtheory.testing._reference import (
 
 
 # -- 4. reduced = full ------------------------------------------------------------------------------------
-def red_problem(
-    sizes: Any, depth: int | None, branching: int | None, alpha: float, beta: float, ridge: str, lam: float
-) -> ModifiedUFM:
-    design = hierarchical(depth, branching) if depth is not None else factorial(tuple(sizes))
-    lam_kw = {"lam_H": lam} if ridge == "H" else {"lam_E": lam}
-    return ModifiedUFM(design, dim=design.m, alpha=alpha, beta=beta, ridge=ridge, lam_W=lam, **lam_kw)
+@dataclass(frozen=True, kw_only=True)
+class ReducedCase:
+    """One case of ``reduced_equals_full``: a factorial (``sizes``) or hierarchical (``depth``,
+    ``branching``) one-hot design, the modified UFM's parameters (one ridge strength ``lam`` for ``W`` and
+    the ridged block), the horizon ``t1`` and the seed of the aligned init."""
+
+    sizes: Any
+    depth: int | None
+    branching: int | None
+    alpha: float
+    beta: float
+    ridge: str
+    lam: float
+    t1: float
+    seed: int
+
+    def problem(self) -> ModifiedUFM:
+        if self.depth is not None and self.branching is not None:
+            design = hierarchical(self.depth, self.branching)
+        else:
+            design = factorial(tuple(self.sizes))
+        lam_kw = {"lam_H": self.lam} if self.ridge == "H" else {"lam_E": self.lam}
+        return ModifiedUFM(
+            design, dim=design.m, alpha=self.alpha, beta=self.beta, ridge=self.ridge, lam_W=self.lam, **lam_kw
+        )
+
+    def reason(self) -> str | None:
+        """Why the case lies outside the claim, or ``None``."""
+        depth, branching = self.depth, self.branching
+        if depth is not None:
+            if depth < 1 or branching is None or branching < 2 or branching**depth > 27:
+                return (
+                    f"needs a hierarchy: depth >= 1, branching >= 2, <= 27 leaves; got {depth}, {branching}"
+                )
+        elif sizes_reason(self.sizes, max_K=16) is not None:
+            return sizes_reason(self.sizes, max_K=16)
+        if self.ridge not in ("H", "E"):
+            return f"ridge must be 'H' or 'E', got {self.ridge!r}"
+        if self.alpha < 0 or self.beta <= 0 or self.lam < 0 or self.t1 <= 0:
+            return (
+                f"needs alpha >= 0, beta > 0, lam >= 0, t1 > 0; got {self.alpha}, {self.beta}, {self.lam}, "
+                f"{self.t1}"
+            )
+        return None
 
 
-def red_applicable(
-    sizes: Any,
-    depth: int | None,
-    branching: int | None,
-    alpha: float,
-    beta: float,
-    ridge: str,
-    lam: float,
-    t1: float,
-    seed: int,
-) -> str | None:
-    if depth is not None:
-        if depth < 1 or branching is None or branching < 2 or branching**depth > 27:
-            return f"needs a hierarchy: depth >= 1, branching >= 2, <= 27 leaves; got {depth}, {branching}"
-    elif sizes_reason(sizes, max_K=16) is not None:
-        return sizes_reason(sizes, max_K=16)
-    if ridge not in ("H", "E"):
-        return f"ridge must be 'H' or 'E', got {ridge!r}"
-    if alpha < 0 or beta <= 0 or lam < 0 or t1 <= 0:
-        return f"needs alpha >= 0, beta > 0, lam >= 0, t1 > 0; got {alpha}, {beta}, {lam}, {t1}"
-    return None
+def red_applicable(**params: Any) -> str | None:
+    return ReducedCase(**params).reason()
 
 
-def red_measure(
-    sizes: Any,
-    depth: int | None,
-    branching: int | None,
-    alpha: float,
-    beta: float,
-    ridge: str,
-    lam: float,
-    t1: float,
-    seed: int,
-) -> tuple[float, str]:
-    prob = red_problem(sizes, depth, branching, alpha, beta, ridge, lam)
+def red_measure(**params: Any) -> tuple[float, str]:
+    case = ReducedCase(**params)
+    prob = case.problem()
     n_S = len(scheme(prob.design).labels)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(case.seed)
     w0 = 1e-2 * (1 + rng.random(n_S))
     w0[0] = 0.0
     h0 = w0 * (1 + 0.3 * rng.random(n_S))  # any aligned init: the reduction is exact, balanced or not
-    sol = reduced_solve(prob, t1, init=(w0, h0), saveat=20)
+    sol = reduced_solve(prob, case.t1, init=(w0, h0), saveat=20)
     finished(sol, "reduced_solve")
-    full = gradient_flow(prob, t1, init=aligned_full_init(prob, w0, h0), saveat=sol.ts, **TIGHT)
+    full = gradient_flow(prob, case.t1, init=aligned_full_init(prob, w0, h0), saveat=sol.ts, **TIGHT)
     finished(full, "gradient_flow")
     red = sol.trajectory
-    Ps = scheme_projectors(sizes, depth, branching)
+    Ps = scheme_projectors(case.sizes, case.depth, case.branching)
     ranks = np.array([np.trace(P) for P in Ps])
     err = off = 0.0
     for name in ("gram_H", "gram_W"):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from functools import reduce
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ufmtheory.testing._claim import RunFailed
 
-TIGHT = {"rtol": 1e-11, "atol": 1e-13}
+T = TypeVar("T")
+
+TIGHT: dict[str, Any] = {"rtol": 1e-11, "atol": 1e-13}
 
 
 # -- closed-form helpers written out from the docs (not the package's implementations) -------------------
@@ -41,6 +43,13 @@ def digits(sizes: tuple[int, ...]) -> np.ndarray:
     return np.array(np.unravel_index(np.arange(math.prod(sizes)), sizes))
 
 
+def required(value: T | None, what: str) -> T:
+    """``value``; a run that left it out (``None``) is a failed run, reported as such."""
+    if value is None:
+        raise RunFailed("failed", f"{what} is missing (None)")
+    return value
+
+
 def finished(run: Any, what: str) -> None:
     if not run.ok:
         raise RunFailed(str(run.status).split(":")[0].split(" ")[0] or "failed", f"{what}: {run.status}")
@@ -68,6 +77,8 @@ def scheme_projectors(
         for f in range(F):
             subsets += [s + (f,) for s in subsets]
         return [kron_projector(tuple(sizes), S) for S in subsets]
+    if branching is None:
+        raise ValueError("a hierarchical scheme needs both depth and branching")
     K = branching**depth
     Q = [
         np.kron(np.eye(branching**l), np.full((K // branching**l,) * 2, branching**l / K))

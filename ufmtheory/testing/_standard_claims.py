@@ -16,7 +16,7 @@ from ufmtheory.models import UFM
 from ufmtheory.programs import proxy_gap
 from ufmtheory.solvers import gradient_descent, gradient_flow, init
 from ufmtheory.testing._claim import RunFailed
-from ufmtheory.testing._reference import TIGHT, centering, finished, sizes_reason
+from ufmtheory.testing._reference import TIGHT, centering, finished, required, sizes_reason
 from ufmtheory.trajectory import log_grid
 
 
@@ -43,10 +43,11 @@ def zhu_measure(K: int, n: int, lam_W: float, lam_H: float) -> tuple[float, str]
     gram_W = math.sqrt(n * lam_H / lam_W) * x * C
     loss = math.log1p((K - 1) * math.exp(-x)) + eps * (K - 1) * x
     scale = max(1.0, float(np.abs(gram_H).max()), float(np.abs(gram_W).max()))
-    err_gram = max(float(np.abs(eq.gram_H - gram_H).max()), float(np.abs(eq.gram_W - gram_W).max())) / scale
+    eq_H, eq_W = required(eq.gram_H, "zhu: gram_H"), required(eq.gram_W, "zhu: gram_W")
+    err_gram = max(float(np.abs(eq_H - gram_H).max()), float(np.abs(eq_W - gram_W).max())) / scale
     err_loss = abs(eq.loss - loss) / max(1.0, abs(loss))
     # Stationarity of a realisation (W from eig(W Wᵀ), H solving W H = logits) under the model's gradient.
-    ev, U = np.linalg.eigh(eq.gram_W)
+    ev, U = np.linalg.eigh(eq_W)
     keep = ev > 1e-12 * max(ev.max(), 1e-300)
     W = np.zeros((K, K))
     H = np.zeros((K, K * n))
@@ -155,7 +156,8 @@ def cons_measure(
         prob, t1, init=init.small(prob, scale, seed=seed), saveat=20, save_params=True, rtol=1e-10, atol=1e-12
     )
     finished(tr, "gradient_flow")
-    W, H = tr.params["W"], tr.params["H"]
+    params = required(tr.params, "gradient_flow: params")
+    W, H = params["W"], params["H"]
     WtW, HHt = np.einsum("tvi,tvj->tij", W, W), np.einsum("tim,tjm->tij", H, H)
     D = WtW - HHt
     expected = np.exp(-2 * lam_W * tr.ts)[:, None, None] * D[0]  # D(t) = e^{-2λt} D(0)
@@ -204,7 +206,7 @@ def gd_measure(
     x0 = init.small(prob, scale, seed=seed)
     flow = gradient_flow(prob, T, init=x0, saveat=np.array([0.0, T]), save_params=True, **TIGHT)
     finished(flow, "gradient_flow")
-    target = prob.pack({k: v[-1] for k, v in flow.params.items()})
+    target = prob.pack({k: v[-1] for k, v in required(flow.params, "gradient_flow: params").items()})
     lrs, errs = [], []
     for k in range(4):
         steps = max(1, int(round(T / (lr_max / 2**k))))
@@ -212,7 +214,8 @@ def gd_measure(
         gd = gradient_descent(prob, lr, steps, init=x0, saveat=np.array([0, steps]), save_params=True)
         finished(gd, "gradient_descent")
         lrs.append(lr)
-        errs.append(float(np.abs(prob.pack({k2: v[-1] for k2, v in gd.params.items()}) - target).max()))
+        last = {k2: v[-1] for k2, v in required(gd.params, "gradient_descent: params").items()}
+        errs.append(float(np.abs(prob.pack(last) - target).max()))
     slope = float(np.polyfit(np.log(lrs), np.log(errs), 1)[0])
     return abs(
         slope - 1.0

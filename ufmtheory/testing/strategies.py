@@ -35,7 +35,7 @@ __all__ = ["DESIGN_KINDS", "designs", "problems", "inits", "grams", "features_an
 DESIGN_KINDS = ("factorial", "hierarchical", "random_attributes", "counts")
 """Design families :func:`designs` draws from."""
 
-_FLOATS = {"allow_nan": False, "allow_infinity": False, "allow_subnormal": False}
+_FLOATS: dict[str, Any] = {"allow_nan": False, "allow_infinity": False, "allow_subnormal": False}
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
