@@ -21,26 +21,30 @@ import concurrent.futures as cf
 import functools
 import hashlib
 import inspect
-import itertools
 import json
 import math
 import os
 import pickle
 import time
-import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ufmtheory.experiments._sweep_exec import (
+    _is_client,
+    _make_executor,
+    _run_dask,
+    _run_executor,
+    _Work,
+    connect,
+)
 from ufmtheory.experiments._sweep_store import (
     PENDING,
     RESERVED,
     Store,
     Table,
     load_sweep,
-    normalise_output,
     open_stored,
 )
 
@@ -131,6 +135,25 @@ def _fn_name(fn: Any) -> str:
     return f"{mod}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
 
 
+def _check_picklable(fn: Any, executor: Any) -> None:
+    if executor in (None, "serial") or isinstance(executor, cf.ThreadPoolExecutor):
+        return
+    if _is_client(executor) or (isinstance(executor, str)):
+        import cloudpickle
+
+        dumps, how = cloudpickle.dumps, "cloudpickle (Dask)"
+    else:
+        dumps, how = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL), "pickle"
+    try:
+        dumps(fn)
+    except Exception as exc:  # noqa: BLE001 - any pickling failure means the same thing here
+        raise TypeError(
+            f"fn {_fn_name(fn)} cannot be sent to worker processes ({how}: {type(exc).__name__}: {exc});"
+            " define it at module level (not a lambda or a nested function), or use executor='serial' or a"
+            " ThreadPoolExecutor"
+        ) from None
+
+
 def function_version(fn: Callable[..., Any]) -> str:
     """A fingerprint of ``fn``: its name, source code and (for ``functools.partial``) bound arguments.
 
@@ -151,124 +174,6 @@ def function_version(fn: Callable[..., Any]) -> str:
     except (OSError, TypeError):
         h.update(repr(getattr(target, "__code__", target)).encode())
     return h.hexdigest()[:16]
-
-
-# -- executors ---------------------------------------------------------------------------------------------
-def _is_client(executor: Any) -> bool:
-    return type(executor).__module__.startswith("distributed") and hasattr(executor, "submit")
-
-
-def connect(address: str, timeout: float = 10.0) -> Any:
-    """A Dask ``distributed.Client`` connected to the scheduler at ``address``.
-
-    Args:
-        address: ``"tcp://host:8786"`` (``dask scheduler`` prints it).
-        timeout: seconds to wait for the scheduler.
-
-    Raises:
-        ConnectionError: no scheduler answered at ``address`` within ``timeout`` seconds.
-    """
-    from distributed import Client
-
-    try:
-        return Client(address, timeout=f"{float(timeout)}s", set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise ConnectionError(
-            f"could not reach the Dask scheduler at {address!r} within {timeout:g} s ({exc}); start one"
-            " with `dask scheduler` and workers with `dask worker ADDRESS` (docs: Sweeps)"
-        ) from None
-
-
-def _make_executor(executor: Any, timeout: float) -> tuple[Any, bool, str]:
-    """``(executor, owned, description)``; ``owned`` executors are shut down by the sweep."""
-    if executor is None or (isinstance(executor, int) and not isinstance(executor, bool)):
-        n = (os.cpu_count() or 1) if executor is None else executor
-        if n < 1:
-            raise ValueError(f"executor: a worker count must be >= 1, got {n}")
-        return cf.ProcessPoolExecutor(max_workers=n), True, f"process pool ({n} workers)"
-    if executor == "serial":
-        return None, False, "serial"
-    if isinstance(executor, str):
-        client = connect(executor, timeout)
-        return client, True, f"dask {executor}"
-    if _is_client(executor):
-        return executor, False, f"dask {getattr(executor.scheduler, 'address', '?')}"
-    if isinstance(executor, cf.Executor):
-        return executor, False, type(executor).__name__
-    raise TypeError(
-        "executor must be None, a worker count, 'serial', a scheduler address, a concurrent.futures"
-        f" Executor or a distributed.Client, got {type(executor).__name__}"
-    )
-
-
-def _check_picklable(fn: Any, executor: Any) -> None:
-    if executor in (None, "serial") or isinstance(executor, cf.ThreadPoolExecutor):
-        return
-    if _is_client(executor) or (isinstance(executor, str)):
-        import cloudpickle
-
-        dumps, how = cloudpickle.dumps, "cloudpickle (Dask)"
-    else:
-        dumps, how = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL), "pickle"
-    try:
-        dumps(fn)
-    except Exception as exc:  # noqa: BLE001 - any pickling failure means the same thing here
-        raise TypeError(
-            f"fn {_fn_name(fn)} cannot be sent to worker processes ({how}: {type(exc).__name__}: {exc});"
-            " define it at module level (not a lambda or a nested function), or use executor='serial' or a"
-            " ThreadPoolExecutor"
-        ) from None
-
-
-def _capacity(executor: Any) -> int:
-    if _is_client(executor):
-        try:
-            return max(sum(executor.nthreads().values()), 1)
-        except Exception:  # noqa: BLE001
-            return 1
-    return int(getattr(executor, "_max_workers", os.cpu_count() or 1))
-
-
-# -- the worker side ---------------------------------------------------------------------------------------
-def _evaluate(
-    fn: Callable[..., Any], point: dict[str, Any], retries: int, axis_names: tuple[str, ...]
-) -> dict:
-    """Run one point in a worker: ``fn(**point)`` with retries, the outputs normalised (never raises)."""
-    start, cpu = time.perf_counter(), time.process_time()
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            out = fn(**point)
-            break
-        except Exception as exc:  # noqa: BLE001 - a failing point is recorded, never fatal
-            if attempts > retries:
-                return _failed(exc, time.perf_counter() - start, attempts, time.process_time() - cpu)
-    try:
-        values, status, message = normalise_output(out, axis_names)
-    except Exception as exc:  # noqa: BLE001
-        return _failed(exc, time.perf_counter() - start, attempts, time.process_time() - cpu)
-    return {
-        "values": values,
-        "status": status,
-        "error": message,
-        "wall_time_s": time.perf_counter() - start,
-        "cpu_time_s": time.process_time() - cpu,
-        "attempts": attempts,
-    }
-
-
-def _failed(exc: BaseException, wall: float, attempts: int, cpu: float = math.nan) -> dict[str, Any]:
-    tb = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-    return {
-        "values": {},
-        "status": "failed",
-        "error": f"{type(exc).__name__}: {exc}{where}",
-        "wall_time_s": wall,
-        "cpu_time_s": cpu,
-        "attempts": attempts,
-    }
 
 
 # -- the sweep ---------------------------------------------------------------------------------------------
@@ -389,16 +294,16 @@ def sweep(
         if n_failed:
             bar.set_postfix(failed=n_failed, refresh=False)
 
+    work = _Work(fn, point, retries, names, finish)
     try:
         if ex is None:
-            for flat in todo:
-                finish(flat, _evaluate(fn, point(flat), retries, names))
+            work.run_serial(todo)
         elif _is_client(ex):
-            _run_dask(ex, fn, todo, point, retries, names, finish)
+            _run_dask(ex, work, todo)
         else:
             pool = [ex]  # an owned pool that breaks is replaced in place
             try:
-                _run_executor(pool, owned, fn, todo, point, retries, names, finish)
+                _run_executor(pool, owned, work, todo)
             finally:
                 ex = pool[0]
     finally:
@@ -424,99 +329,3 @@ def _coord(values: list[Any]) -> np.ndarray:
     if isinstance(values[0], str):
         return np.array(values, dtype=object)
     return np.asarray(values)
-
-
-def _run_executor(
-    pool: list[Any],
-    owned: bool,
-    fn: Any,
-    todo: list[int],
-    point: Callable[[int], dict[str, Any]],
-    retries: int,
-    names: tuple[str, ...],
-    finish: Callable[[int, dict[str, Any]], None],
-) -> None:
-    """Keep a bounded number of points in flight on a concurrent.futures executor."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    ex = pool[0]
-    limit = max(2 * _capacity(ex), 4)
-    queue: Iterator[int] = iter(todo)
-    in_flight: dict[cf.Future[Any], int] = {}
-    crashes: dict[int, int] = {}
-    retry: list[int] = []
-    while True:
-        while len(in_flight) < limit:
-            flat = retry.pop() if retry else next(queue, None)
-            if flat is None:
-                break
-            in_flight[ex.submit(_evaluate, fn, point(flat), retries, names)] = flat
-        if not in_flight:
-            return
-        done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
-        broken = False
-        for fut in done:
-            flat = in_flight.pop(fut)
-            try:
-                result = fut.result()
-            except BrokenProcessPool as exc:
-                # A worker died (killed, out of memory, segfault): every point in flight is lost. Each
-                # such point is charged one crash and run again on a fresh pool up to `retries` times.
-                broken = True
-                crashes[flat] = crashes.get(flat, 0) + 1
-                if crashes[flat] > retries or not owned:
-                    finish(flat, _failed(exc, math.nan, crashes[flat]) | {"error": f"worker died: {exc}"})
-                else:
-                    retry.append(flat)
-            except Exception as exc:  # noqa: BLE001
-                finish(flat, _failed(exc, math.nan, 1))
-            else:
-                finish(flat, result)
-        if broken:
-            if not owned:
-                for flat in in_flight.values():
-                    finish(flat, _failed(RuntimeError("the executor's process pool broke"), math.nan, 0))
-                raise RuntimeError(
-                    "the executor's process pool broke (a worker died); finished points are kept, rerun to"
-                    " resume"
-                )
-            retry.extend(in_flight.values())
-            in_flight.clear()
-            n = _capacity(ex)
-            ex.shutdown(wait=False, cancel_futures=True)
-            ex = pool[0] = cf.ProcessPoolExecutor(max_workers=n)
-
-
-def _run_dask(
-    client: Any,
-    fn: Any,
-    todo: list[int],
-    point: Callable[[int], dict[str, Any]],
-    retries: int,
-    names: tuple[str, ...],
-    finish: Callable[[int, dict[str, Any]], None],
-) -> None:
-    """Keep a bounded number of points in flight on a Dask cluster (``retries`` also covers lost workers)."""
-    from distributed import as_completed
-
-    limit = max(4 * _capacity(client), 8)
-    queue = iter(todo)
-    keys: dict[str, int] = {}
-
-    def submit(flat: int) -> Any:
-        fut = client.submit(_evaluate, fn, point(flat), retries, names, pure=False, retries=retries)
-        keys[fut.key] = flat
-        return fut
-
-    ac = as_completed([submit(flat) for flat in itertools.islice(queue, limit)])
-    for fut in ac:
-        flat = keys.pop(fut.key)
-        try:
-            result = fut.result()
-        except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker after the retries
-            result = _failed(exc, math.nan, retries + 1)
-        fut.release()
-        finish(flat, result)
-        nxt = next(queue, None)
-        if nxt is not None:
-            ac.add(submit(nxt))
