@@ -21,12 +21,16 @@ from ufmtheory.designs import Design
 __all__ = [
     "CLIError",
     "add_config_arguments",
+    "add_config_command",
+    "add_out_argument",
+    "add_progress_argument",
     "check_out",
     "config_from_args",
     "design_from_spec",
     "design_kind_and_arguments",
     "load_config",
     "reject_unknown",
+    "require_design",
 ]
 
 DESIGN_KINDS = ("factorial", "hierarchical")
@@ -148,6 +152,37 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """``CONFIG`` (optional, so ``--schema`` works alone) and ``--schema``."""
     parser.add_argument("config", type=Path, nargs="?", help="config file (.json, or .toml)")
     parser.add_argument("--schema", action="store_true", help="print the config schema and exit")
+
+
+def add_config_command(
+    subparsers: Any, name: str, *, help: str, description: str, schema: str
+) -> argparse.ArgumentParser:
+    """The parser of a command that reads a CONFIG file: ``CONFIG``, ``--schema``, and the schema printed
+    verbatim under ``description`` in ``--help``."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=help,
+        description=f"{description} CONFIG schema:\n{schema}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(parser)
+    return parser
+
+
+def add_out_argument(parser: argparse.ArgumentParser, help: str, default: Path | None = None) -> None:
+    """``--out PATH`` (checked by :func:`check_out` before any work, in the command's ``run``)."""
+    parser.add_argument("--out", type=Path, default=default, help=help)
+
+
+def add_progress_argument(parser: argparse.ArgumentParser, help: str = "hide the progress bar") -> None:
+    """``--no-progress`` (``args.no_progress``)."""
+    parser.add_argument("--no-progress", action="store_true", help=help)
+
+
+def require_design(cfg: dict[str, Any], command: str) -> None:
+    """Raise CLIError when the config of ``ufm COMMAND`` has no ``design`` key."""
+    if "design" not in cfg:
+        raise CLIError(f"config needs a 'design' object (see `ufm {command} --schema`)")
 
 
 def config_from_args(args: argparse.Namespace, command: str, schema: str) -> dict[str, Any] | None:

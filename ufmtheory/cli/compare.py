@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ufmtheory.analysis.comparison import compare
-from ufmtheory.cli._common import CLIError, check_out, design_from_spec, load_config
+from ufmtheory.cli._common import CLIError, add_out_argument, check_out, design_from_spec, load_config
 from ufmtheory.report import write_json
 from ufmtheory.trajectory import Trajectory
 
@@ -34,7 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--design", type=Path, required=True, help="config file with a 'design' key (as `ufm predict`)"
     )
     parser.add_argument("--which", choices=tuple(_WHICH), default="both")
-    parser.add_argument("--out", type=Path, default=None, help="also write the comparison as JSON")
+    add_out_argument(parser, "also write the comparison as JSON")
     return parser
 
 

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ufmtheory.cli._common import check_out
+from ufmtheory.cli._common import add_out_argument, add_progress_argument, check_out
 from ufmtheory.experiments.demo import DEMO_STEPS, run_demo
 
 __all__ = ["add_parser", "run"]
@@ -23,10 +23,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="standard vs modified UFM and a transformer on a 3x3 factorial design: figures, report.html",
         description=__doc__.split("\n\n")[1],
     )
-    parser.add_argument(
-        "--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_out_argument(parser, "output folder (default runs/demo)", default=Path("runs/demo"))
+    add_progress_argument(parser, "hide the progress bars")
     parser.add_argument(
         "--no-transformer", action="store_true", help="skip the transformer baseline (fast; theory only)"
     )

@@ -13,7 +13,6 @@ import dataclasses
 import inspect
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 from ufmtheory._validate import integer
@@ -21,11 +20,13 @@ from ufmtheory.algebra.schemes import factorial_scheme, hierarchical_scheme
 from ufmtheory.analysis.phases import predict_phases
 from ufmtheory.cli._common import (
     CLIError,
-    add_config_arguments,
+    add_config_command,
+    add_out_argument,
     check_out,
     config_from_args,
     design_from_spec,
     design_kind_and_arguments,
+    require_design,
 )
 from ufmtheory.models import ModifiedUFM
 from ufmtheory.report import design_label, write_json
@@ -70,15 +71,14 @@ _REDUCED_KEYS = ("alpha", "beta", "ridge", "lam_W", "lam_H", "lam_E", "normalize
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
+    parser = add_config_command(
+        subparsers,
         "predict",
         help="predicted phase times of the problem in a config file",
-        description="Predict the phase times (onset, peak, collapse, ETF time) of a (modified) UFM."
-        " CONFIG schema:\n" + SCHEMA,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Predict the phase times (onset, peak, collapse, ETF time) of a (modified) UFM.",
+        schema=SCHEMA,
     )
-    add_config_arguments(parser)
-    parser.add_argument("--out", type=Path, default=None, help="also write the phases as JSON to this file")
+    add_out_argument(parser, "also write the phases as JSON to this file")
     return parser
 
 
@@ -149,8 +149,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = args.out
     check_out(out, "file")
-    if "design" not in cfg:
-        raise CLIError("config needs a 'design' object (see `ufm predict --schema`)")
+    require_design(cfg, "predict")
     which = cfg.get("which", "both")
     if which not in _WHICH:
         raise CLIError(f"which must be 'H', 'W' or 'both', got {which!r}")

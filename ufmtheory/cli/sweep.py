@@ -19,7 +19,9 @@ import numpy as np
 
 from ufmtheory.cli._common import (
     CLIError,
-    add_config_arguments,
+    add_config_command,
+    add_out_argument,
+    add_progress_argument,
     check_out,
     config_from_args,
     design_from_spec,
@@ -61,23 +63,20 @@ _KEYS = {"kind", "design", "axes", "mode", "which", "fixed", "options", "sizes",
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
+    parser = add_config_command(
+        subparsers,
         "sweep",
         help="phase diagram, K-scaling or training sweep into a resumable zarr store",
-        description="Run a sweep described by CONFIG on a process pool or a Dask cluster; rerun to resume."
-        " CONFIG schema:\n" + SCHEMA,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a sweep described by CONFIG on a process pool or a Dask cluster; rerun to resume.",
+        schema=SCHEMA,
     )
-    add_config_arguments(parser)
-    parser.add_argument(
-        "--out", type=Path, default=None, help="zarr store (folder; default runs/<CONFIG name>.zarr)"
-    )
+    add_out_argument(parser, "zarr store (folder; default runs/<CONFIG name>.zarr)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
     where.add_argument("--workers", type=int, default=None, help="local process pool size (default: cores)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the scheduler")
     parser.add_argument("--plot", type=Path, default=None, help="also write the standard figure (PNG)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(parser, "no progress bar")
     return parser
 
 

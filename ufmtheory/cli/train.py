@@ -8,7 +8,6 @@ Gram (in optimiser steps); with ``--out`` the trajectory is saved as ``PATH.npz`
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from ufmtheory._format import format_number
@@ -16,10 +15,13 @@ from ufmtheory._validate import positive
 from ufmtheory.analysis.phases import detect_phases
 from ufmtheory.cli._common import (
     CLIError,
-    add_config_arguments,
+    add_config_command,
+    add_out_argument,
+    add_progress_argument,
     check_out,
     config_from_args,
     design_from_spec,
+    require_design,
 )
 from ufmtheory.report import design_label
 
@@ -44,15 +46,15 @@ _EXCLUDED = ("model", "progress")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
+    parser = add_config_command(
+        subparsers,
         "train",
         help="train the baseline transformer on a design (config file) and save its Gram trajectory",
-        description="Train the small GPT on a design's exact-statistics sequences. CONFIG schema:\n" + SCHEMA,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train the small GPT on a design's exact-statistics sequences.",
+        schema=SCHEMA,
     )
-    add_config_arguments(parser)
-    parser.add_argument("--out", type=Path, default=None, help="save the trajectory (OUT.npz + OUT.json)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_out_argument(parser, "save the trajectory (OUT.npz + OUT.json)")
+    add_progress_argument(parser)
     return parser
 
 
@@ -77,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = args.out
     check_out(out, "prefix")
-    if "design" not in cfg:
-        raise CLIError("config needs a 'design' object (see `ufm train --schema`)")
+    require_design(cfg, "train")
     design = design_from_spec(cfg["design"])
     config = train_config(cfg, progress=not args.no_progress)
     # etf_tol is used only after training (by detect_phases): check it now so a typo costs no run.
