@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ufmtheory._validate import float_array, integer
+
 __all__ = ["DENSE_MAX_BYTES", "Design"]
 
 _COLUMN_SUM_TOL = 1e-8
@@ -29,25 +31,8 @@ def _fmt_bytes(n: float) -> str:
 
 
 def _as_float_matrix(name: str, value: Any, ndim: int = 2) -> np.ndarray:
-    if isinstance(value, str | bytes):
-        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}")
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}") from exc
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must contain only finite values (found NaN or inf)")
-    return arr
-
-
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+    # A private copy: the design freezes its arrays (setflags) and must not freeze the caller's.
+    return np.array(float_array(name, value, ndim=ndim))
 
 
 def _as_index_array(name: str, value: Any, ndim: int, upper: int) -> np.ndarray:
@@ -162,8 +147,8 @@ class Design:
         elif isinstance(labels, str):
             if labels != "identity" or m is None:
                 raise ValueError('labels as a string must be "identity" (Y = I), given with m')
-            m = _check_count("m", m, 1)
-            Vn = m if V is None else _check_count("V", V, 2)
+            m = integer("m", m, low=1)
+            Vn = m if V is None else integer("V", V, low=2)
             if Vn != m:
                 raise ValueError(f'labels="identity" needs V = m, got V={Vn}, m={m}')
             set_(self, "_Y", None)
@@ -190,7 +175,7 @@ class Design:
             # built on first use by a constructor of ufmtheory.designs (trusted: not re-validated)
             set_(self, "_X", None)
             set_(self, "_attributes", attributes)
-            pn = _check_count("p", p, 0)
+            pn = integer("p", p, low=0)
         elif attributes is not None:
             if p is None or isinstance(p, bool) or not isinstance(p, int | np.integer):
                 raise TypeError(f"p must be an integer (attribute rows) when attributes are given, got {p!r}")
