@@ -402,3 +402,20 @@ def test_design_names_in_words() -> None:
     assert (
         design_label(ut.designs.hierarchical(2, 3).summary()) == "hierarchical, depth 2, branching 3 (K = 9)"
     )
+
+
+def test_config_commands_share_one_parser_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    # predict, train and sweep are built by the same helpers: CONFIG, --schema, --out, the schema in --help.
+    from ufmtheory.cli import sweep as sweep_command
+
+    for command, module in (("predict", predict_command), ("train", train_command), ("sweep", sweep_command)):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        assert "--schema" in out and "--out OUT" in out and "[config]" in out, out
+        assert "CONFIG schema:\n" + module.SCHEMA in out
+    for command in ("train", "sweep", "demo"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--no-progress" in capsys.readouterr().out

@@ -365,3 +365,8 @@ def test_designs_pickle_with_their_lazy_parts():
         assert back.context_names == d.context_names and back.attribute_names == d.attribute_names
     big = pickle.loads(pickle.dumps(ut.designs.factorial((1000, 1000))))  # nothing per context travels
     assert big.m == 10**6 and len(pickle.dumps(big)) < 100_000
+
+
+def test_every_slot_of_design_is_annotated() -> None:
+    # mypy reads the class-level annotations: a slot added without one would be invisible to it.
+    assert set(Design.__annotations__) == set(Design.__slots__)

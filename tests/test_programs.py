@@ -248,3 +248,15 @@ def test_automatic_solver_falls_back_when_the_first_stops_short():
         P, solver="CLARABEL", solver_options={"max_iter": 2}
     )  # a named solver is not replaced
     assert pinned.status == "max_evals" and not pinned.ok
+
+
+def test_difference_matrix_picks_the_constrained_logit_differences() -> None:
+    # The sparse constraint rows of the nuclear-norm programmes, against direct indexing of L.
+    from ufmtheory.programs._nuclear import _differences
+
+    rng = np.random.default_rng(0)
+    n_rows, V, k = 4, 5, 9
+    r, a, b = rng.integers(0, n_rows, k), rng.integers(0, V, k), rng.integers(0, V, k)
+    L = rng.normal(size=(n_rows, V))
+    np.testing.assert_allclose(_differences((r, a, b), n_rows, V) @ L.ravel(), L[r, a] - L[r, b], atol=0)
+    assert _differences((r[:0], a[:0], b[:0]), n_rows, V).shape == (0, n_rows * V)

@@ -303,3 +303,18 @@ def test_ufm_check_table_and_counterexample(capsys, monkeypatch):
     assert "unknown claim" in capsys.readouterr().err
     assert ufm_main(["check", "--list", "escape_rate"]) == 0
     assert "conditions:" in capsys.readouterr().out
+
+
+def test_reduced_case_names_the_failing_condition() -> None:
+    from ufmtheory.testing._modified_claims import ReducedCase
+
+    base = dict(sizes=(2, 3), depth=None, branching=None, alpha=1.0, beta=1.0, ridge="H", lam=1e-3, t1=1.0)
+    assert ReducedCase(**base, seed=0).reason() is None
+    assert "hierarchy" in ReducedCase(**{**base, "depth": 2, "branching": 1}, seed=0).reason()
+    assert "ridge" in ReducedCase(**{**base, "ridge": "X"}, seed=0).reason()
+    with pytest.raises(TypeError):
+        ReducedCase(**base)  # keyword-only and complete: no silent default seed
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ReducedCase(**base, seed=0).lam = 0.0  # type: ignore[misc]
+    res = claims.get("reduced_equals_full").check(depth=3, branching=4)  # 64 leaves > 27: no solve
+    assert res.status == "not_applicable" and "27 leaves" in res.message
