@@ -10,7 +10,8 @@ Exact symmetric reductions of the (modified) UFM flow: association-scheme coeffi
 For one-hot factorial and hierarchical designs with aligned initialisation, the logits, ``HᵀH`` and ``WWᵀ``
 stay in the Bose-Mesner algebra of the design's association scheme, spanned by orthogonal projectors
 ``P_S``. Writing ``W = Σ w_S P_S``, ``H = Σ h_S P_S`` the flow becomes an ODE on ``2 n_S`` coefficients
-whose right-hand side (derived with sympy in :mod:`ufmtheory.solvers.symbolic`) costs ``O(n_S n_r)`` per call,
+whose right-hand side (numpy in :mod:`.reduced_rhs`, checked against the sympy derivation in :mod:`.symbolic`)
+costs ``O(n_S n_r)`` per call,
 independent of K: the 1000×1000 factorial design (K = 10⁶) has 4 projectors and 4 relation classes.
 
 * Factorial sizes ``A_1..A_F``: ``P_S = ⊗_{f∈S}(I - J/A_f) ⊗_{f∉S} J/A_f`` for ``S ⊆ [F]``; relation of
