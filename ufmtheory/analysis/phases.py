@@ -47,6 +47,7 @@ from ufmtheory._format import format_number as _fmt
 from ufmtheory._format import to_jsonable
 from ufmtheory._results import ResultMixin, make_stats
 from ufmtheory.algebra.schemes import AssociationScheme, scheme
+from ufmtheory.algebra.structured import StructuredGrams
 from ufmtheory.analysis.estimates import phase_estimates
 from ufmtheory.designs import Design
 from ufmtheory.metrics import phase_times, trajectory_metrics
@@ -257,9 +258,37 @@ def detect_phases(
 
 
 # -- prediction helpers -----------------------------------------------------------------------------------
-def _reduced(rp: ReducedProblem, t1: float, **kwargs: Any) -> Any:
-    """:func:`~ufmtheory.reduced_solve` with structured Grams (nothing K×K is built here)."""
-    return reduced_solve(rp, t1, structured=True, **kwargs)
+def _reduced(
+    rp: ReducedProblem, t1: float, init: Any, grid: np.ndarray, previous: Any = None
+) -> tuple[Trajectory, Any]:
+    """Reduced solve to ``t1`` with structured Grams (nothing K×K is built here), saved on ``grid``.
+
+    ``previous`` (the ``(trajectory, (w, h_raw))`` of an earlier, shorter horizon) is continued rather than
+    recomputed: the flow is autonomous, so the flow from its final state with the clock shifted by its end
+    time is the same flow (to the solver's tolerance). Returns the joined trajectory and its final state.
+    """
+    if previous is None:
+        sol = reduced_solve(rp, t1, init=init, saveat=grid, structured=True)
+        return sol.trajectory, (sol.w[-1], sol.h_raw[-1])
+    old, state = previous
+    t0 = float(old.ts[-1])
+    new = grid[grid > t0 * (1.0 + 1e-12)]
+    sol = reduced_solve(rp, t1 - t0, init=state, saveat=np.concatenate([[0.0], new - t0]), structured=True)
+    T = len(sol.ts) - 1  # the first saved state is the old end
+    stats = dict(sol.trajectory.stats)
+    for key in ("n_evals", "wall_time_s"):
+        stats[key] = (old.stats.get(key) or 0) + (stats.get(key) or 0)
+    stats["saved"] = len(old) + T
+    stats["segments"] = old.stats.get("segments", 1) + 1
+    joined = dataclasses.replace(
+        sol.trajectory,
+        ts=np.concatenate([old.ts, new[:T]]),
+        gram_H=StructuredGrams(np.concatenate([old.gram_H.coefficients, sol.gram_H_coeffs[1:]]), sol.scheme),
+        gram_W=StructuredGrams(np.concatenate([old.gram_W.coefficients, sol.gram_W_coeffs[1:]]), sol.scheme),
+        loss=np.concatenate([old.loss, sol.loss[1:]]),
+        stats=stats,
+    )
+    return joined, (sol.w[-1], sol.h_raw[-1])
 
 
 def _save_grid(t1: float, points_per_decade: int) -> np.ndarray:
@@ -398,15 +427,18 @@ def predict_phases(
         horizon, auto = t1, False
     start = time.perf_counter()
     attempts = evaluations = 0
+    previous = None
     while True:
         attempts += 1
         grid = _save_grid(horizon, points_per_decade)
         if use_reduced:
             assert rp is not None
-            traj = _reduced(rp, horizon, init=init, saveat=grid).trajectory
+            traj, state = _reduced(rp, horizon, init, grid, previous)
+            previous = (traj, state)
+            evaluations = int(traj.stats["n_evals"] or 0)  # the joined run's total
         else:
             traj = gradient_flow(problem, horizon, init=init, saveat=grid)
-        evaluations += int(traj.stats["n_evals"] or 0)
+            evaluations += int(traj.stats["n_evals"] or 0)
         ph = detect_phases(traj, metric_design, which=which, etf_tol=etf_tol, min_strength=min_strength)
         if not auto or not traj.ok:
             break

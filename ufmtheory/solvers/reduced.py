@@ -28,7 +28,7 @@ from ufmtheory.solvers._frontend import (
     integrate,
     resolve_saveat,
 )
-from ufmtheory.solvers.symbolic import CompiledReduced, compile_reduced
+from ufmtheory.solvers.reduced_rhs import for_scheme
 from ufmtheory.trajectory import Trajectory
 
 __all__ = [
@@ -350,21 +350,11 @@ def reduced_solve(
     w0, h0 = initial_coefficients(rp, init, scale, init_ratio)
 
     radius = rp.normalize
-    fn: CompiledReduced = compile_reduced(
-        sch.counts, sch.exact_table, sch.ranks, rp.ridge, normalize=radius is not None
-    )
+    # The hand-written numpy right-hand side (solvers/reduced_rhs.py; the sympy derivation in
+    # solvers/symbolic.py is its independent check): no sympy import, ~4x cheaper per evaluation.
+    fn = for_scheme(sch, rp.ridge, radius is not None)
     kappa, lam_W, lam_X, n_S = rp.kappa, rp.lam_W, rp.lam_X, sch.n_S
-    extra = () if radius is None else (radius,)
-    logits, rhs_q, counts = fn.logits, fn.rhs_q, fn.counts
-    exp = math.exp
-
-    def rhs(s: float, y: np.ndarray) -> np.ndarray:
-        # Inlined fn.rhs (this is the hot loop: ~10⁴ calls for K = 10⁶ with a stiff ridge).
-        w, h = y[:n_S], y[n_S:]
-        L = np.array(logits(w, h, *extra))
-        e = np.exp(L - L.max())
-        q = e[1:] / (counts @ e)
-        return exp(s) * np.array(rhs_q(w, h, q, kappa, lam_W, lam_X, *extra))
+    rhs, _ = fn.log_time(kappa, lam_W, lam_X, radius)
 
     start = time.perf_counter()
     s1 = math.log1p(t1)

@@ -1,4 +1,4 @@
-"""sympy derivations for the exact symmetric reductions, lambdified to numpy for the reduced solver.
+"""sympy derivations of the exact symmetric reductions: the independent check of the solver's equations.
 
 A symmetric association scheme on K points (docs: Theory §6) is given by
 its relation classes ``r`` (class 0 is the identity relation, ``n_0 = 1``) with valencies ``n_r``, its
@@ -16,6 +16,9 @@ identity ``P_S[0] = m_S/K`` (a projector's diagonal is its rank over K); sympy t
 ``Σ_{r>0} n_r p_r (1 - K P_S[r]/m_S)/K``, which has no cancellation when the flow has converged
 (``p_0 → 1``, ``g_S ~ 1/t``). :func:`compile_reduced` lambdifies the logit entries and this stable
 right-hand side; the softmax itself is evaluated in numpy with a max shift (:func:`offdiag_softmax`).
+:func:`ufmtheory.reduced_solve` itself runs the same equations written out in numpy
+(:mod:`ufmtheory.solvers.reduced_rhs`: no sympy import on the solver's path); the tests check the two against
+each other on every scheme kind, ridge placement and normalisation.
 
 **Column normalisation** (``ModifiedUFM(normalize=r)``, ``H = r H_raw / ‖columns‖``): in the algebra every
 column of ``H_raw = Σ a_S P_S`` has the same norm ``n = sqrt(Σ_S m_S a_S² / K)``, so ``H = Σ h_S P_S`` with
@@ -47,6 +50,8 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ufmtheory.solvers.reduced_rhs import offdiag_softmax
 
 if TYPE_CHECKING:
     import sympy as sp
@@ -287,15 +292,6 @@ class CompiledReduced:
         extra = self._extra(radius)
         q, _ = offdiag_softmax(np.asarray(self.logits(w, h, *extra), dtype=np.float64), self.counts)
         return np.asarray(self.rhs_q(w, h, q, kappa, lam_W, lam_X, *extra), dtype=np.float64)
-
-
-def offdiag_softmax(L: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, float]:
-    """Softmax entries of one column with entry ``L[r]`` repeated ``counts[r]`` times, computed with a
-    max shift: returns the off-diagonal entries ``p_1..p_{n_r-1}`` and the cross-entropy ``-log p_0``."""
-    shifted = L - L.max()
-    e = np.exp(shifted)
-    Z = float(counts @ e)
-    return e[1:] / Z, float(np.log(Z) - shifted[0])
 
 
 @functools.lru_cache(maxsize=64)
