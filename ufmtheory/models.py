@@ -99,8 +99,12 @@ class Problem(Protocol):
         n_params: total number of parameters.
     """
 
-    design: Design
-    dim: int
+    # Read-only in the protocol: UFM and ModifiedUFM are frozen dataclasses, and no solver sets them.
+    @property
+    def design(self) -> Design: ...
+
+    @property
+    def dim(self) -> int: ...
 
     @property
     def param_shapes(self) -> dict[str, tuple[int, ...]]: ...
