@@ -21,8 +21,10 @@
 * **Data order**: full-batch runs (``n_rows <= batch_size``: every factorial design with exact counts) use
   the whole dataset each step for every seed; mini-batch runs take seed ``s``'s batch at each step from
   :meth:`~ufmtheory.baseline.data.SequenceData.batch` with that seed, as :func:`train` does.
-* **Snapshots**: at each snapshot step, seed k's stacked parameters are copied back into its own GPT and
-  recorded by the same recorder :func:`train` uses (:func:`~ufmtheory.baseline.train.gpt_recorder`).
+* **Snapshots**: at each snapshot step, one eval-mode forward of the grouped model on the design's
+  contexts gives every seed's features, label unembedding rows and full-vocabulary logits; each seed's
+  :class:`~ufmtheory.baseline.recorder.GramRecorder` forms its Grams and the same label loss as
+  :func:`train`'s recorder (:func:`~ufmtheory.baseline.train.gpt_recorder`) from its slice.
 
 Agreement with separate runs (``tests/test_train_many.py``, ``benchmarks/bench_train_many.py``): batched
 matrix products and the split LayerNorm affine round differently from the single-model kernels in the last
@@ -49,24 +51,22 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
-import inspect
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ufmtheory.baseline._grouped import _grouped_model, _Rows, _stacked_optimizer
 from ufmtheory.baseline.config import TrainConfig
 from ufmtheory.baseline.data import SequenceData, build_sequences
 from ufmtheory.baseline.model import GPT, GPTConfig, resolve_device
 from ufmtheory.baseline.monitor import PeakMonitor
 from ufmtheory.baseline.recorder import GramRecorder, snapshot_steps
-from ufmtheory.baseline.train import _batch_loss, _deterministic, _optimizer, _threads, gpt_recorder
+from ufmtheory.baseline.train import _batch_loss, _label_loss, _training_context
 from ufmtheory.designs import Design
 from ufmtheory.trajectory import Trajectory
 
@@ -74,178 +74,6 @@ __all__ = ["train_many"]
 
 _MAX_SEED = 2**63 - 1
 _MAX_SEEDS = 4096  # a typo (range(10**6)) would build a million models before failing
-
-
-# -- grouped layers -------------------------------------------------------------------------------------
-class _Rows:
-    """Rows per seed of the current forward pass (read by embeddings indexed by a shared 1-D index)."""
-
-    def __init__(self) -> None:
-        self.value = 1
-
-
-@dataclasses.dataclass
-class _Link:
-    """A stacked (K, ...) parameter, the K models' own parameters, and whether each slice is stored
-    transposed (``stacked[k] == own[k].T``)."""
-
-    stacked: nn.Parameter
-    own: list[torch.Tensor]
-    transposed: bool
-
-
-class _GroupedLinear(nn.Module):
-    """K linear layers: input rows (K·B, ..., in), seed-major, → (K·B, ..., out).
-
-    ``weight`` is stored (K, in, out) (each seed's weight transposed: batched products with a row-major
-    right factor are ~30 % faster on CPU than with the (K, out, in) layout's transposed view), or
-    (K, out, in) when ``transposed=False`` (a weight tied to an embedding table keeps that table's layout).
-    """
-
-    def __init__(self, weight: nn.Parameter, bias: nn.Parameter | None, transposed: bool) -> None:
-        super().__init__()
-        self.weight = weight
-        self.bias = bias
-        self.transposed = transposed
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        K = self.weight.shape[0]
-        xg = x.reshape(K, -1, x.shape[-1])
-        wt = self.weight if self.transposed else self.weight.transpose(1, 2)
-        y = torch.bmm(xg, wt) if self.bias is None else torch.baddbmm(self.bias.unsqueeze(1), xg, wt)
-        return y.reshape(*x.shape[:-1], y.shape[-1])
-
-
-class _GroupedLayerNorm(nn.Module):
-    """K LayerNorms over the last axis: the normalisation is per row, the affine map per seed."""
-
-    def __init__(self, weight: nn.Parameter, bias: nn.Parameter | None, eps: float) -> None:
-        super().__init__()
-        self.weight = weight
-        self.bias = bias
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        K, C = self.weight.shape
-        y = F.layer_norm(x, (C,), None, None, self.eps).reshape(K, -1, C)
-        w = self.weight.unsqueeze(1)
-        y = y * w if self.bias is None else torch.addcmul(self.bias.unsqueeze(1), y, w)
-        return y.reshape(x.shape)
-
-
-class _GroupedEmbedding(nn.Module):
-    """K embedding tables (K, N, C). A (K·B, ...) index (seed-major rows) looks up its seed's table; a 1-D
-    index (the GPT's positions, shared by every row) gives each seed's rows their own table's vectors."""
-
-    def __init__(self, weight: nn.Parameter, rows: _Rows) -> None:
-        super().__init__()
-        self.weight = weight
-        self.rows = rows
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        K, N, C = self.weight.shape
-        if idx.ndim == 1:
-            out = self.weight[:, idx]  # (K, T, C)
-            B = self.rows.value
-            return out.unsqueeze(1).expand(K, B, *out.shape[1:]).reshape(K * B, *out.shape[1:])
-        offset = torch.arange(K, device=idx.device).repeat_interleave(idx.shape[0] // K) * N
-        return F.embedding(idx + offset.view(-1, *([1] * (idx.ndim - 1))), self.weight.reshape(K * N, C))
-
-
-def _grouped_model(models: list[GPT], rows: _Rows) -> tuple[GPT, dict[int, nn.Parameter], list[_Link]]:
-    """A GPT whose parametrised layers hold the K models' stacked parameters.
-
-    Returns ``(grouped, stacked_of, links)``: ``stacked_of`` maps ``id`` of a parameter of ``models[0]`` to
-    its stacked parameter (tied weights share one); ``links`` pairs each stacked parameter with the K
-    models' own parameters (for copying back at snapshots) and says whether it is stored transposed.
-    """
-    grouped = copy.deepcopy(models[0])
-    stacked_of: dict[int, nn.Parameter] = {}
-    links: list[_Link] = []
-    uses: dict[int, int] = {}
-    for module in models[0].modules():
-        for p in module._parameters.values():
-            if p is not None:
-                uses[id(p)] = uses.get(id(p), 0) + 1
-
-    def stack(module_name: str, pname: str, transpose: bool = False) -> tuple[nn.Parameter | None, bool]:
-        own = [m.get_submodule(module_name)._parameters.get(pname) for m in models]
-        if own[0] is None:
-            return None, False
-        key = id(own[0])
-        if key not in stacked_of:
-            transpose = transpose and uses[key] == 1  # a tied weight keeps its first user's layout
-            values = [p.detach().T if transpose else p.detach() for p in own]
-            stacked_of[key] = nn.Parameter(torch.stack(values).contiguous())
-            links.append(_Link(stacked_of[key], own, transpose))
-        link = next(lk for lk in links if lk.stacked is stacked_of[key])
-        return stacked_of[key], link.transposed
-
-    for name, module in list(models[0].named_modules()):
-        if not module._parameters:
-            continue
-        new: nn.Module
-        if type(module) is nn.Linear:
-            weight, transposed = stack(name, "weight", transpose=True)
-            assert weight is not None
-            new = _GroupedLinear(weight, stack(name, "bias")[0], transposed)
-        elif type(module) is nn.LayerNorm and module.elementwise_affine and len(module.normalized_shape) == 1:
-            weight = stack(name, "weight")[0]
-            assert weight is not None
-            new = _GroupedLayerNorm(weight, stack(name, "bias")[0], module.eps)
-        elif (
-            type(module) is nn.Embedding
-            and module.padding_idx is None
-            and module.max_norm is None
-            and not module.sparse
-            and not stack(name, "weight")[1]
-        ):
-            weight = stack(name, "weight")[0]
-            assert weight is not None
-            new = _GroupedEmbedding(weight, rows)
-        else:  # a layer this module does not know how to group: refuse rather than share weights
-            raise NotImplementedError(
-                f"train_many cannot group the parameters of layer {name!r} ({type(module).__name__}); "
-                "train the seeds separately with train()"
-            )
-        parent, _, attr = name.rpartition(".")
-        setattr(grouped.get_submodule(parent) if parent else grouped, attr, new)
-    known = {id(p) for p in stacked_of.values()}
-    leftover = [n for n, p in grouped.named_parameters() if id(p) not in known]
-    if leftover:
-        raise NotImplementedError(f"train_many cannot group the parameters {leftover}")
-    return grouped, stacked_of, links
-
-
-def _stacked_optimizer(
-    model: GPT, config: TrainConfig, stacked_of: dict[int, nn.Parameter]
-) -> torch.optim.Optimizer:
-    """:func:`train`'s optimiser for ``model``, rebuilt over the stacked parameters (same class, groups and
-    hyperparameters), so that any change to train()'s optimiser carries over."""
-    reference = _optimizer(model, config)
-    defaults = reference.defaults
-    # Each group keeps only what differs from the defaults (its weight decay), so that the constructor's
-    # implementation choice below is not overridden by the groups' copies of the reference's defaults.
-    groups = [
-        {
-            **{k: v for k, v in g.items() if k != "params" and (k not in defaults or v != defaults[k])},
-            "params": [stacked_of[id(p)] for p in g["params"]],
-        }
-        for g in reference.param_groups
-    ]
-    cls = type(reference)
-    accepted = inspect.signature(cls.__init__).parameters
-    # defaults may hold internal keys the constructor does not take (AdamW: decoupled_weight_decay).
-    kwargs = {k: v for k, v in defaults.items() if k in accepted}
-    if "fused" in accepted and not kwargs.get("foreach") and not kwargs.get("differentiable"):
-        # The fused kernel applies the same update in one pass over each tensor (rounding may differ in
-        # the last bit): with K seeds the optimiser touches K times the memory, and the per-op loop of
-        # the default CPU implementation was a third of the batched step (4×4 demo, 8 seeds).
-        try:
-            return cls(groups, **{**kwargs, "fused": True})
-        except (RuntimeError, ValueError):  # no fused kernel for this device/dtype: the default one
-            pass
-    return cls(groups, **kwargs)
 
 
 # -- input checks ---------------------------------------------------------------------------------------
@@ -338,13 +166,81 @@ def train_many(
     gpt_cfg = config.gpt_config(data)
     _check_supported(config, gpt_cfg)
     device = resolve_device(config.device)
-    fork_devices = [device.index or 0] if device.type == "cuda" else []
-    with (
-        torch.random.fork_rng(devices=fork_devices),
-        _deterministic(config.deterministic and device.type == "cpu"),
-        _threads(config.num_threads),
-    ):
+    with _training_context(config, device):
         return _run_many(design, data, configs, gpt_cfg, device)
+
+
+class _BatchedSnapshot:
+    """Every seed's snapshot from one eval-mode forward of the grouped model on the design's contexts.
+
+    :meth:`compute` runs the K seeds' features (last position after the final LayerNorm, float32, no
+    autocast), their full-vocabulary logits and label unembedding rows at once; :meth:`recorder` gives seed
+    i a :class:`GramRecorder` that reads its slice: the quantities of
+    :func:`~ufmtheory.baseline.train.gpt_recorder` (the same loss function), from the grouped layers'
+    batched products instead of the seed's own GPT (equal up to float32 rounding), without copying the
+    stacked parameters back into K models at every snapshot. The recorders get a parameterless stand-in
+    module (``view``): the Grams do not depend on it, and no monitor keeps a state dict here.
+    """
+
+    def __init__(self, grouped: GPT, rows: _Rows, data: SequenceData, K: int) -> None:
+        self.grouped, self.rows, self.data, self.K = grouped, rows, data, K
+        device = next(grouped.parameters()).device
+        ctx = torch.tensor(data.context_tokens).to(device)  # (m, T)
+        self.tokens = ctx.repeat(K, 1)  # (K·m, T), seed-major
+        self.label_ids = torch.tensor(data.label_ids)
+        self.Y = torch.tensor(data.design.Y).T  # (m, V)
+        self.pi = torch.tensor(data.design.pi)
+        self.view = nn.Module()
+        self.H: torch.Tensor | None = None
+        self.W: torch.Tensor | None = None
+        self.logits: torch.Tensor | None = None
+
+    def compute(self) -> None:
+        grouped, K, m = self.grouped, self.K, self.data.design.m
+        head = grouped.head
+        was_training, rows_before = grouped.training, self.rows.value
+        grouped.eval()
+        self.rows.value = m
+        cuda = self.tokens.device.type == "cuda"
+        try:
+            with torch.no_grad(), torch.autocast("cuda", enabled=False) if cuda else contextlib.nullcontext():
+                H = grouped.features(self.tokens)[:, -1].float()  # (K·m, width)
+                self.logits = head(H).reshape(K, m, -1)  # (K, m, vocab)
+                self.H = H.reshape(K, m, -1)
+                weight = head.weight  # (K, width, vocab) stored transposed, or (K, vocab, width) when tied
+                lab = self.label_ids.to(weight.device)
+                self.W = weight[:, :, lab].transpose(1, 2) if head.transposed else weight[:, lab]  # (K, V, w)
+        finally:
+            self.rows.value = rows_before
+            grouped.train(was_training)
+
+    def recorder(self, i: int, grid: Any, config: TrainConfig) -> GramRecorder:
+        monitor = None
+        if config.peak_metric is not None:
+            monitor = PeakMonitor(
+                config.peak_metric, patience=config.peak_patience, drop=config.peak_drop, keep_state=False
+            )
+
+        def features(_model: nn.Module) -> torch.Tensor:
+            assert self.H is not None
+            return self.H[i]
+
+        def unembedding(_model: nn.Module) -> torch.Tensor:
+            assert self.W is not None
+            return self.W[i]
+
+        def loss(_model: nn.Module, _H: torch.Tensor, _W: torch.Tensor) -> float:
+            assert self.logits is not None
+            return _label_loss(self.logits[i], self.label_ids, self.Y, self.pi)
+
+        return GramRecorder(
+            self.data.design,
+            features=features,
+            unembedding=unembedding,
+            loss=loss,
+            steps=grid,
+            monitor=monitor,
+        )
 
 
 def _run_many(
@@ -358,17 +254,13 @@ def _run_many(
         torch.manual_seed(cfg.seed)
         models.append(GPT(gpt_cfg).to(device))
     rows = _Rows()
-    grouped, stacked_of, links = _grouped_model(models, rows)
+    grouped, stacked_of, _ = _grouped_model(models, rows)
     grouped.train()
     opt = _stacked_optimizer(models[0], config, stacked_of)
-    recorders: list[GramRecorder] = []
     grid = snapshot_steps(config.steps, config.n_snapshots)
     grid_set = {int(g) for g in grid}
-    for model in models:
-        monitor = None
-        if config.peak_metric is not None:
-            monitor = PeakMonitor(config.peak_metric, patience=config.peak_patience, drop=config.peak_drop)
-        recorders.append(gpt_recorder(model, data, steps=grid, monitor=monitor))
+    batched = _BatchedSnapshot(grouped, rows, data, K)
+    recorders = [batched.recorder(i, grid, config) for i in range(K)]
 
     tokens = torch.tensor(data.tokens).to(device)
     targets = torch.tensor(np.asarray(data.targets), dtype=torch.float32 if data.soft else torch.int64).to(
@@ -393,11 +285,6 @@ def _run_many(
 
     losses_fn = torch.func.vmap(seed_loss, in_dims=batch_dims)
 
-    def sync(i: int) -> None:
-        with torch.no_grad():
-            for link in links:
-                link.own[i].copy_(link.stacked[i].T if link.transposed else link.stacked[i])
-
     status = ["ok"] * K
     message = [""] * K
     final_step = [0] * K
@@ -411,11 +298,11 @@ def _run_many(
         bar = tqdm(total=config.steps, desc=f"GPT ×{K} {design.summary()['kind']}", unit="step")
 
     def snapshot(step: int) -> None:
+        batched.compute()  # one forward of the grouped model for every seed's snapshot
         for i in range(K):
             if not alive[i]:
                 continue
-            sync(i)
-            recorders[i].record(step, models[i])
+            recorders[i].record(step, batched.view)
             final_step[i] = step
             if not recorders[i].finite:
                 alive[i] = False

@@ -95,15 +95,20 @@ def gpt_recorder(
 
     def loss(m: nn.Module, H: torch.Tensor, W: torch.Tensor) -> float:
         assert isinstance(m, GPT)
-        logits = m.head(H)  # (m, vocab): the softmax runs over the whole vocabulary
-        logp = torch.log_softmax(logits.double().cpu(), dim=-1)[:, label_ids]
-        # 0 · log p = 0 even where p underflows: drop zero-probability labels explicitly.
-        ce = -torch.where(Y > 0, Y * logp, torch.zeros_like(logp)).sum(dim=1)
-        return float((pi * ce).sum())
+        return _label_loss(m.head(H), label_ids, Y, pi)  # (m, vocab) logits over the whole vocabulary
 
     return GramRecorder(
         data.design, features=features, unembedding=unembedding, loss=loss, steps=steps, monitor=monitor
     )
+
+
+def _label_loss(logits: torch.Tensor, label_ids: torch.Tensor, Y: torch.Tensor, pi: torch.Tensor) -> float:
+    """The full-data label loss ``Σ_j π_j CE(Y[:, j], softmax(logits_j))`` from (m, vocab) logits (float64;
+    the softmax runs over the whole vocabulary, the cross-entropy over the label tokens ``label_ids``)."""
+    logp = torch.log_softmax(logits.double().cpu(), dim=-1)[:, label_ids]
+    # 0 · log p = 0 even where p underflows: drop zero-probability labels explicitly.
+    ce = -torch.where(Y > 0, Y * logp, torch.zeros_like(logp)).sum(dim=1)
+    return float((pi * ce).sum())
 
 
 def compute_grams(model: GPT, data: SequenceData) -> tuple[np.ndarray, np.ndarray, float]:
@@ -141,6 +146,20 @@ def _threads(n: int | None) -> Iterator[None]:
     finally:
         if torch.get_num_threads() != prev:
             torch.set_num_threads(prev)
+
+
+@contextlib.contextmanager
+def _training_context(config: TrainConfig, device: torch.device) -> Iterator[None]:
+    """What :func:`train` and :func:`~ufmtheory.baseline.many.train_many` run inside: the caller's torch RNG
+    state restored afterwards (also CUDA's on ``device``), deterministic algorithms on CPU when
+    ``config.deterministic``, ``config.num_threads`` intra-op threads (the previous count restored)."""
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    with (
+        torch.random.fork_rng(devices=fork_devices),
+        _deterministic(config.deterministic and device.type == "cpu"),
+        _threads(config.num_threads),
+    ):
+        yield
 
 
 def _optimizer(model: GPT, config: TrainConfig) -> torch.optim.Optimizer:
@@ -218,12 +237,7 @@ def train(design: Design, config: TrainConfig | None = None, /, **overrides: Any
     )
     device = resolve_device(config.device)
     gpt_cfg = config.gpt_config(data)
-    fork_devices = [device.index or 0] if device.type == "cuda" else []
-    with (
-        torch.random.fork_rng(devices=fork_devices),
-        _deterministic(config.deterministic and device.type == "cpu"),
-        _threads(config.num_threads),
-    ):
+    with _training_context(config, device):
         return _run(design, data, config, gpt_cfg, device)
 
 
