@@ -318,3 +318,23 @@ def test_reduced_case_names_the_failing_condition() -> None:
         ReducedCase(**base, seed=0).lam = 0.0  # type: ignore[misc]
     res = claims.get("reduced_equals_full").check(depth=3, branching=4)  # 64 leaves > 27: no solve
     assert res.status == "not_applicable" and "27 leaves" in res.message
+
+
+def test_standard_cases_name_the_failing_condition() -> None:
+    from ufmtheory.testing._standard_claims import ConservationCase, GDCase
+
+    base = dict(sizes=(2, 3), counts=None, dim=4, scale=0.3, seed=0)
+    cons = dict(base, lam_W=0.0, lam_H=0.0, t1=10.0)
+    assert ConservationCase(**cons).reason() is None
+    assert "equal ridges" in ConservationCase(**{**cons, "lam_H": 1e-2}).reason()
+    assert "scale > 0" in ConservationCase(**{**cons, "scale": 0.0}).reason()
+    gd = dict(base, lam=0.0, T=10.0, lr_max=0.4)
+    assert GDCase(**gd).reason() is None
+    assert "lr_max" in GDCase(**{**gd, "lr_max": 0.9}).reason()
+    assert "K = 20 > 16" in GDCase(**{**gd, "sizes": (4, 5)}).reason()
+    assert GDCase(**{**gd, "sizes": (4, 5), "counts": ((1, 2), (2, 1))}).reason() is None  # counts win
+    assert GDCase(**{**gd, "counts": ((1, 2), (2, 1))}).design().kind == "counts"
+    with pytest.raises(TypeError):
+        GDCase(**base, lam=0.0, T=1.0)  # keyword-only and complete: no silent default lr_max
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        GDCase(**gd).lam = 1.0  # type: ignore[misc]

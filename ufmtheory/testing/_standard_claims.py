@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -130,37 +131,71 @@ def etf_space(st: Any) -> Any:
 
 
 # -- 3. conservation of WᵀW - HHᵀ -------------------------------------------------------------------------
-def design(sizes: Any, counts: Any) -> Design:
-    return from_counts(np.array(counts, dtype=float)) if counts is not None else factorial(tuple(sizes))
+@dataclass(frozen=True, kw_only=True)
+class StandardCase:
+    """The fields a standard-UFM flow case shares: a factorial (``sizes``) or count-table (``counts``, when
+    not ``None``) design, the feature dimension ``dim``, and the small random init (``scale``, ``seed``)."""
+
+    sizes: Any
+    counts: Any
+    dim: int
+    scale: float
+    seed: int
+
+    def design(self) -> Design:
+        if self.counts is not None:
+            return from_counts(np.array(self.counts, dtype=float))
+        return factorial(tuple(self.sizes))
+
+    def design_reason(self, max_K: int = 64) -> str | None:
+        """Why the design lies outside the claim, or ``None`` (a count table is checked by the design)."""
+        return None if self.counts is not None else sizes_reason(self.sizes, max_K=max_K)
 
 
-def cons_applicable(
-    sizes: Any, counts: Any, dim: int, scale: float, lam_W: float, lam_H: float, t1: float, seed: int
-) -> str | None:
-    if lam_W != lam_H:
-        return f"needs equal ridges (dD/dt = -2λD only then), got lam_W={lam_W}, lam_H={lam_H}"
-    if counts is None and sizes_reason(sizes) is not None:
-        return sizes_reason(sizes)
-    if dim < 1 or scale <= 0 or t1 <= 0 or lam_W < 0:
-        return (
-            f"needs dim >= 1, scale > 0, t1 > 0, lam >= 0; got dim={dim}, scale={scale}, t1={t1}, lam={lam_W}"
-        )
-    return None
+@dataclass(frozen=True, kw_only=True)
+class ConservationCase(StandardCase):
+    """One case of ``conservation``: a :class:`StandardCase` with the two ridges and the horizon ``t1``."""
+
+    lam_W: float
+    lam_H: float
+    t1: float
+
+    def reason(self) -> str | None:
+        """Why the case lies outside the claim, or ``None``."""
+        if self.lam_W != self.lam_H:
+            return f"needs equal ridges (dD/dt = -2λD only then), got lam_W={self.lam_W}, lam_H={self.lam_H}"
+        if (why := self.design_reason()) is not None:
+            return why
+        if self.dim < 1 or self.scale <= 0 or self.t1 <= 0 or self.lam_W < 0:
+            return (
+                f"needs dim >= 1, scale > 0, t1 > 0, lam >= 0; got dim={self.dim}, scale={self.scale}, "
+                f"t1={self.t1}, lam={self.lam_W}"
+            )
+        return None
 
 
-def cons_measure(
-    sizes: Any, counts: Any, dim: int, scale: float, lam_W: float, lam_H: float, t1: float, seed: int
-) -> tuple[float, str]:
-    prob = UFM(design(sizes, counts), dim=dim, lam_W=lam_W, lam_H=lam_H)
+def cons_applicable(**params: Any) -> str | None:
+    return ConservationCase(**params).reason()
+
+
+def cons_measure(**params: Any) -> tuple[float, str]:
+    case = ConservationCase(**params)
+    prob = UFM(case.design(), dim=case.dim, lam_W=case.lam_W, lam_H=case.lam_H)
     tr = gradient_flow(
-        prob, t1, init=init.small(prob, scale, seed=seed), saveat=20, save_params=True, rtol=1e-10, atol=1e-12
+        prob,
+        case.t1,
+        init=init.small(prob, case.scale, seed=case.seed),
+        saveat=20,
+        save_params=True,
+        rtol=1e-10,
+        atol=1e-12,
     )
     finished(tr, "gradient_flow")
     params = required(tr.params, "gradient_flow: params")
     W, H = params["W"], params["H"]
     WtW, HHt = np.einsum("tvi,tvj->tij", W, W), np.einsum("tim,tjm->tij", H, H)
     D = WtW - HHt
-    expected = np.exp(-2 * lam_W * tr.ts)[:, None, None] * D[0]  # D(t) = e^{-2λt} D(0)
+    expected = np.exp(-2 * case.lam_W * tr.ts)[:, None, None] * D[0]  # D(t) = e^{-2λt} D(0)
     # Relative to the size of the two terms: the integrator's error in each is relative to their size.
     drift = np.linalg.norm(D - expected, axis=(1, 2)) / (
         np.linalg.norm(WtW, axis=(1, 2)) + np.linalg.norm(HHt, axis=(1, 2))
@@ -187,29 +222,47 @@ def cons_space(st: Any) -> Any:
 
 
 # -- 9. gradient descent -> flow at first order ------------------------------------------------------------
-def gd_applicable(
-    sizes: Any, counts: Any, dim: int, lam: float, T: float, scale: float, seed: int, lr_max: float
-) -> str | None:
-    if counts is None and sizes_reason(sizes, max_K=16) is not None:
-        return sizes_reason(sizes, max_K=16)
-    if dim < 1 or lam < 0 or T <= 0 or scale <= 0:
-        return f"needs dim >= 1, lam >= 0, T > 0, scale > 0, got {dim}, {lam}, {T}, {scale}"
-    if not 0 < lr_max <= 0.5 or T / lr_max > 5000:
-        return f"needs 0 < lr_max <= 0.5 (asymptotic regime), T/lr_max <= 5000; got lr_max={lr_max}, T={T}"
-    return None
+@dataclass(frozen=True, kw_only=True)
+class GDCase(StandardCase):
+    """One case of ``gd_first_order``: a :class:`StandardCase` with one ridge ``lam`` on both factors, the
+    horizon ``T`` and the largest step ``lr_max`` (halved three times)."""
+
+    lam: float
+    T: float
+    lr_max: float
+
+    def reason(self) -> str | None:
+        """Why the case lies outside the claim, or ``None``."""
+        if (why := self.design_reason(max_K=16)) is not None:
+            return why
+        if self.dim < 1 or self.lam < 0 or self.T <= 0 or self.scale <= 0:
+            return (
+                f"needs dim >= 1, lam >= 0, T > 0, scale > 0, got {self.dim}, {self.lam}, {self.T}, "
+                f"{self.scale}"
+            )
+        if not 0 < self.lr_max <= 0.5 or self.T / self.lr_max > 5000:
+            return (
+                f"needs 0 < lr_max <= 0.5 (asymptotic regime), T/lr_max <= 5000; got lr_max={self.lr_max}, "
+                f"T={self.T}"
+            )
+        return None
 
 
-def gd_measure(
-    sizes: Any, counts: Any, dim: int, lam: float, T: float, scale: float, seed: int, lr_max: float
-) -> tuple[float, str]:
-    prob = UFM(design(sizes, counts), dim=dim, lam_W=lam, lam_H=lam)
-    x0 = init.small(prob, scale, seed=seed)
+def gd_applicable(**params: Any) -> str | None:
+    return GDCase(**params).reason()
+
+
+def gd_measure(**params: Any) -> tuple[float, str]:
+    case = GDCase(**params)
+    T = case.T
+    prob = UFM(case.design(), dim=case.dim, lam_W=case.lam, lam_H=case.lam)
+    x0 = init.small(prob, case.scale, seed=case.seed)
     flow = gradient_flow(prob, T, init=x0, saveat=np.array([0.0, T]), save_params=True, **TIGHT)
     finished(flow, "gradient_flow")
     target = prob.pack({k: v[-1] for k, v in required(flow.params, "gradient_flow: params").items()})
     lrs, errs = [], []
     for k in range(4):
-        steps = max(1, int(round(T / (lr_max / 2**k))))
+        steps = max(1, int(round(T / (case.lr_max / 2**k))))
         lr = T / steps  # the grid lands exactly on T
         gd = gradient_descent(prob, lr, steps, init=x0, saveat=np.array([0, steps]), save_params=True)
         finished(gd, "gradient_descent")
