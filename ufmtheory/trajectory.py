@@ -135,7 +135,7 @@ class Trajectory(ResultMixin):
     def scheme(self) -> Any:
         """The association scheme of structured Grams (that of ``gram_H``), or ``None`` for dense Grams."""
         for G in (self.gram_H, self.gram_W):
-            if is_structured(G):
+            if isinstance(G, StructuredGrams):
                 return G.scheme
         return None
 
@@ -192,14 +192,15 @@ class Trajectory(ResultMixin):
         """
         exact = self._dense_at(float(t))
         if exact is not None:
-            return tuple(  # type: ignore[return-value]
-                G.materialise_coefficients(np.asarray(c)) if is_structured(G) else np.asarray(c)
+            gH, gW = (
+                G.materialise_coefficients(np.asarray(c)) if isinstance(G, StructuredGrams) else np.asarray(c)
                 for G, c in ((self.gram_H, exact[0]), (self.gram_W, exact[1]))
             )
+            return gH, gW
         idx, w = self._stencil(float(t))
         out = []
         for G in (self.gram_H, self.gram_W):
-            if is_structured(G):
+            if isinstance(G, StructuredGrams):
                 out.append(G.materialise_coefficients(np.tensordot(w, G.coefficients[idx], axes=1)))
             else:
                 out.append(np.tensordot(w, G[idx], axes=1))
@@ -212,17 +213,16 @@ class Trajectory(ResultMixin):
         Raises:
             ValueError: when a Gram is stored densely (it has no scheme).
         """
+        coefficients = []
         for name, G in (("gram_H", self.gram_H), ("gram_W", self.gram_W)):
-            if not is_structured(G):
+            if not isinstance(G, StructuredGrams):
                 raise ValueError(f"{name} is a dense array, not StructuredGrams: use .at(t)")
+            coefficients.append(G.coefficients)
         exact = self._dense_at(float(t))
         if exact is not None:
             return np.asarray(exact[0]), np.asarray(exact[1])
         idx, w = self._stencil(float(t))
-        return (
-            np.tensordot(w, self.gram_H.coefficients[idx], axes=1),  # type: ignore[union-attr]
-            np.tensordot(w, self.gram_W.coefficients[idx], axes=1),  # type: ignore[union-attr]
-        )
+        return np.tensordot(w, coefficients[0][idx], axes=1), np.tensordot(w, coefficients[1][idx], axes=1)
 
     def loss_at(self, t: float) -> float:
         """The loss at time ``t``, from the solver's continuous output or interpolated like :meth:`at`."""
@@ -261,10 +261,11 @@ class Trajectory(ResultMixin):
         base = Path(path)
         if base.suffix in (".npz", ".json"):
             base = base.with_suffix("")
-        arrays: dict[str, np.ndarray] = {"ts": self.ts, "loss": self.loss}
+        # Any values: numpy's stub reads a ``**`` dict of arrays as if it could hold ``allow_pickle``.
+        arrays: dict[str, Any] = {"ts": self.ts, "loss": self.loss}
         storage: dict[str, Any] = {}
         for name, G in (("gram_H", self.gram_H), ("gram_W", self.gram_W)):
-            if is_structured(G):
+            if isinstance(G, StructuredGrams):
                 arrays[f"{name}_coeffs"] = G.coefficients
                 storage[name] = {"storage": "structured", "scheme": G.describe()}
             else:

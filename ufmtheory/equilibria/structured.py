@@ -226,19 +226,23 @@ def end_state(problem: UFM, *, lam_limit: bool = True) -> Equilibrium:
             "end_state is derived for N = identity (normalize=None); with column normalisation integrate the"
             " flow (ut.reduced_solve / ut.gradient_flow)"
         )
-    modified = isinstance(problem, ModifiedUFM)
+    mod = problem if isinstance(problem, ModifiedUFM) else None
     lam_W = problem.lam_W
-    lam_X = (problem.lam_H if problem.ridge == "H" else problem.lam_E) if modified else problem.lam_H
-    ridge_H = (not modified) or (problem.ridge == "H" and (lam_W > 0 or lam_X > 0))
+    lam_X = problem.lam_H if mod is None or mod.ridge == "H" else mod.lam_E
+    ridge_H = mod is None or (mod.ridge == "H" and (lam_W > 0 or lam_X > 0))
     if ridge_H:
-        if modified and problem.beta == 0:
+        if mod is not None and mod.beta == 0:
             raise ValueError(
                 "ridge on H with beta = 0: features are confined to the attribute span, Zhu's ETF is not"
                 " reachable and no closed form is implemented"
             )
         if lam_W > 0 and lam_X > 0:
             eq = zhu(UFM(problem.design, problem.dim, lam_W=lam_W, lam_H=lam_X))
-            note = "ridge on H: H = E X̃ is a free UFM feature (beta > 0), same minimiser" if modified else ""
+            note = (
+                "ridge on H: H = E X̃ is a free UFM feature (beta > 0), same minimiser"
+                if mod is not None
+                else ""
+            )
             return Equilibrium(
                 kind=eq.kind,
                 gram_H=eq.gram_H,

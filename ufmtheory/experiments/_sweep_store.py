@@ -297,12 +297,12 @@ class Store:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.stored = set(ds.data_vars)
+        self.stored = {str(k) for k in ds.data_vars}
         self.journal_dir.mkdir(exist_ok=True)
 
     @staticmethod
     def _encoding(ds: xr.Dataset) -> dict[str, Any]:
-        return {k: {"chunks": ds[k].shape} for k in ds.data_vars}
+        return {str(k): {"chunks": ds[k].shape} for k in ds.data_vars}
 
     def journal(self, flat: int, result: dict[str, Any]) -> None:
         """Write one finished point to the journal (the moment it finishes)."""
@@ -387,8 +387,8 @@ def load_sweep(path: str | os.PathLike[str]) -> xr.Dataset:
     if attrs is None or "sweep_format" not in attrs:
         raise ValueError(f"path {str(path)!r} is not a sweep store")
     stored = open_stored(path)
-    sweep_dims = tuple(d for d in stored["status"].dims)
-    coords = {k: (v.dims, _plain(v.values)) for k, v in stored.coords.items()}
+    sweep_dims = tuple(str(d) for d in stored["status"].dims)
+    coords = {str(k): (v.dims, _plain(v.values)) for k, v in stored.coords.items()}
     table = Table(sweep_dims, tuple(stored["status"].shape), coords)
     table.load(stored)
     Store(path, {}).replay(table)

@@ -122,7 +122,7 @@ def _coordinate_ticks(axis: Any, values: np.ndarray, most: int = 8) -> None:
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
     picked = values[:: max(1, math.ceil(values.size / most))]
-    axis.set_major_locator(FixedLocator(picked))
+    axis.set_major_locator(FixedLocator(picked.tolist()))
     axis.set_ticklabels([f"{v:.3g}" for v in picked])
     axis.set_minor_locator(NullLocator())
     axis.set_minor_formatter(NullFormatter())

@@ -271,8 +271,11 @@ def _canonical_code(design: Any, sch: Any) -> bool:
     if design.attributes is not None:
         params = sch.params
         ref = factorial(params["sizes"]) if sch.kind == "factorial" else hierarchical(**params)
-        return design.p == ref.p and np.array_equal(
-            np.sort(design.attributes, axis=1), np.sort(ref.attributes, axis=1)
+        ref_attributes = ref.attributes  # always held by factorial / hierarchical designs
+        return (
+            ref_attributes is not None
+            and design.p == ref.p
+            and np.array_equal(np.sort(design.attributes, axis=1), np.sort(ref_attributes, axis=1))
         )
     X = np.asarray(design.X, dtype=np.float64)
     return bool(np.array_equal(X.T @ X, sch.shared_attributes()[sch.relation_matrix()]))

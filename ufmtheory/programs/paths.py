@@ -137,6 +137,7 @@ def regularization_path(
             )  # fmt: skip
             evals += traj.stats["n_evals"]
             wall += traj.stats["wall_time_s"]
+            assert traj.params is not None  # save_params=True: the flow keeps them, even when it stops early
             theta = prob.pack({k: v[-1] for k, v in traj.params.items()})
             gnorm = float(np.linalg.norm(prob.flat_loss_and_grad(theta)[1]))
             if traj.status != "ok" or gnorm <= gtol or restarts >= max_restarts:

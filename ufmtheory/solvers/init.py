@@ -150,6 +150,13 @@ def aligned(problem: Problem, scale: float = 1e-6) -> dict[str, np.ndarray]:
     blocks = set(problem.param_shapes)
     if blocks not in ({"W", "H"}, {"W", "E"}):
         raise TypeError(f"aligned() needs blocks (W, H) or (W, E), got {list(problem.param_shapes)}")
+    # Blocks (W, E) are the modified UFM's, or a user model's that carries the same attribute matrix: read by
+    # name (the Problem protocol does not have it).
+    X_tilde: Any = getattr(problem, "X_tilde", None)
+    if blocks == {"W", "E"} and X_tilde is None:
+        raise TypeError(
+            "aligned() with blocks (W, E) needs the problem's attribute matrix X_tilde (ModifiedUFM)"
+        )
     design = problem.design
     U, S, Vt = np.linalg.svd(centred_labels(design), full_matrices=False)
     rank = int(np.sum(S > S[0] * 1e-10)) if S.size and S[0] > 0 else 0
@@ -166,7 +173,7 @@ def aligned(problem: Problem, scale: float = 1e-6) -> dict[str, np.ndarray]:
     if blocks == {"W", "H"}:
         H[:rank, :] = root[:, None] * Vt[:rank]
         return {"W": W, "H": H}
-    X_tilde = problem.X_tilde  # (p + m, m); K_x = X̃ᵀX̃ is positive definite when beta > 0
+    # (p + m, m); K_x = X̃ᵀX̃ is positive definite when beta > 0.
     evals, Q = np.linalg.eigh(X_tilde.T @ X_tilde)
     if evals[0] <= 1e-12 * evals[-1]:
         raise ValueError("aligned() needs an invertible attribute kernel K_x (beta > 0)")
