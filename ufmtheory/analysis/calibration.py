@@ -43,6 +43,7 @@ import numpy as np
 
 from ufmtheory._format import finite_or_none as _num
 from ufmtheory.analysis.comparison import run_status
+from ufmtheory.analysis.deep_context import DeepContextUFM
 from ufmtheory.analysis.geometry import InputGeometry, _check_runs, _run_seed, _width, model_input_geometry
 from ufmtheory.analysis.timemap import same_clock_theory
 from ufmtheory.metrics import trajectory_metrics
@@ -55,9 +56,12 @@ __all__ = [
     "calibrate",
 ]
 
-FAMILIES = ("normalized", "ridge")
+FAMILIES = ("normalized", "ridge", "deep")
 """``"normalized"``: modified UFM with every context's feature on the sphere of radius ``sqrt(dim)`` (the
-GPT's final LayerNorm), no ridge; ``"ridge"``: unnormalised, ridge on H and W with a fitted ``λ``."""
+GPT's final LayerNorm), no ridge; ``"ridge"``: unnormalised, ridge on H and W with a fitted ``λ``;
+``"deep"``: :class:`~ufmtheory.analysis.deep_context.DeepContextUFM`, normalised like ``"normalized"``,
+whose per-context channel is a product ``β A B`` of inner width ``dim`` (α = 1 on the calibration design,
+β fitted)."""
 
 
 _DEFAULT_GRID = {
@@ -65,6 +69,8 @@ _DEFAULT_GRID = {
     # of E is the same): β = 1 and α is the ratio.
     "normalized": {"alpha": (1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 9.0), "beta": (1.0,)},
     "ridge": {"alpha": (1.0, 2.0, 3.0, 4.5), "beta": (0.5, 1.0, 2.0), "lam": (1e-3, 1e-2)},
+    # Same invariance: α = 1 and β (the deep channel's weight) is the one free parameter.
+    "deep": {"alpha": (1.0,), "beta": (0.25, 0.35, 0.5, 0.7, 1.0)},
 }
 
 
@@ -92,7 +98,7 @@ class Calibration:
     """The calibrated theory (see the module docstring).
 
     Attributes:
-        family: ``"normalized"`` or ``"ridge"``.
+        family: ``"normalized"``, ``"ridge"`` or ``"deep"``.
         design_name: the calibration design's label.
         params: the fitted parameters: ``alpha``, ``beta``, ``lam`` (ridge family), ``normalize``, ``dim``,
             ``init_std``.
@@ -122,8 +128,10 @@ class Calibration:
         return self.status == "ok"
 
     def alpha_for(self, geometry: InputGeometry | None) -> float:
-        """``α`` on a design of the given input geometry (``alpha_rule``; ``"fixed"`` or a failed geometry
-        estimate keep the calibrated ``α``)."""
+        """``α`` on a design of the given input geometry (``alpha_rule``; ``"fixed"``, a failed geometry
+        estimate or an unbounded ``ρ`` — no free energy at all, the contexts' step-0 features are
+        functions of their shared tokens, as on the calibration design up to noise — keep the calibrated
+        ``α``)."""
         alpha = float(self.params["alpha"])
         if self.alpha_rule != "geometry" or geometry is None:
             return alpha
@@ -136,6 +144,10 @@ class Calibration:
         """The calibrated modified UFM on ``design`` (``α`` from :meth:`alpha_for`)."""
         p = self.params
         alpha = self.alpha_for(geometry)
+        if self.family == "deep":
+            return DeepContextUFM(
+                design, dim=p["dim"], alpha=alpha, beta=p["beta"], ridge="E", normalize=p["normalize"]
+            )
         if self.family == "normalized":
             return ModifiedUFM(
                 design, dim=p["dim"], alpha=alpha, beta=p["beta"], ridge="E", normalize=p["normalize"]
@@ -177,7 +189,7 @@ def calibrate(
         runs: the trained model's trajectories on ``design`` (one per seed, ``time_unit="step"``, with
             ``meta["config"]`` from :func:`ufmtheory.baseline.train`: optimiser, lr, steps, seed).
         design: the calibration design (``p > 0``).
-        family: ``"normalized"`` or ``"ridge"`` (:data:`FAMILIES`).
+        family: ``"normalized"``, ``"ridge"`` or ``"deep"`` (:data:`FAMILIES`).
         design_name: a label for reports.
         grid: ``{"alpha": [...], "beta": [...], "lam": [...]}`` (defaults per family in the module).
         dim: feature dimension (default: the model's width from its meta, else ``m``).

@@ -17,6 +17,7 @@ __all__ = [
     "InputGeometry",
     "input_geometry",
     "model_input_geometry",
+    "token_columns",
 ]
 
 
@@ -26,10 +27,12 @@ class InputGeometry:
     """The input geometry of a context Gram (:func:`input_geometry`): shared vs free energy.
 
     Attributes:
-        alpha_over_beta: ``sqrt(c_attr / c_free)`` (``nan`` when either coefficient is not positive).
+        alpha_over_beta: ``sqrt(c_attr / c_free)``; ``inf`` when ``c_free`` is 0 up to rounding
+            (``c_free ≤ 1e-10 c_attr``; status ok);
+            ``nan`` when ``c_attr`` is not positive.
         c_attr, c_free: the fitted coefficients.
         r2: the fraction of the centred Gram's energy the two terms explain.
-        status: ``"ok"``, or ``"inaccurate"`` when a coefficient is not positive or ``r2 < 0.5``.
+        status: ``"ok"``, or ``"inaccurate"`` when ``c_attr`` is not positive or ``r2 < 0.5``.
         message: why.
     """
 
@@ -55,20 +58,67 @@ class InputGeometry:
         }
 
 
-def input_geometry(gram_H0: Any, design: Any) -> InputGeometry:
+def token_columns(design: Any, split_last: bool = True) -> np.ndarray:
+    """The shared input terms of a design's contexts, one row per term: ``(q, m)`` 0/1 indicators.
+
+    Row ``i`` of ``X`` (the contexts carrying attribute ``i``), and, with ``split_last``, for an attribute
+    that is the *last* input token of some contexts but not of others, two more rows: the contexts where
+    it is the last token, and the rest. The baseline GPT reads ``<bos> x_{a_1} … x_{a_k} [ctx[j]]`` with
+    ``a_1 < … < a_k`` (:mod:`ufmtheory.baseline.data`), and a context gets an id token ``ctx[j]`` (then last)
+    when another context carries the same attribute set. At initialisation a GPT's last position is
+    mostly its last token's embedding, so an attribute contributes differently where it is last: on
+    factorial and hierarchical designs every attribute sits at one position (no split, the rows of
+    ``X``), on random attributes the same feature is last in some contexts and not in others.
+
+    Args:
+        design: the design (``X: (p, m)``).
+        split_last: add the last/other split rows (``False``: the rows of ``X`` only).
+
+    Returns:
+        ``(q, m)`` float array, ``q >= p``.
+
+    Example:
+        >>> import ufmtheory as ut
+        >>> token_columns(ut.designs.factorial((2, 2))).shape  # every attribute at one position: X itself
+        (4, 4)
+    """
+    X = np.asarray(design.X, dtype=np.float64)
+    if not split_last or X.size == 0:
+        return X
+    p, m = X.shape
+    sets = [tuple(np.flatnonzero(X[:, j]).tolist()) for j in range(m)]
+    has_id = [sets.count(a) > 1 for a in sets]  # the baseline's context_ids="auto" rule
+    last = np.zeros_like(X)
+    for j, a in enumerate(sets):
+        if a and not has_id[j]:
+            last[a[-1], j] = 1.0
+    rows = [X]
+    for i in range(p):
+        if last[i].any() and (X[i] - last[i]).any():
+            rows += [last[i][None], (X[i] - last[i])[None]]
+    return np.vstack(rows)
+
+
+def input_geometry(gram_H0: Any, design: Any, *, split_last: bool = True) -> InputGeometry:
     """The shared-vs-free energy split of a context Gram, as the modified UFM's ``α/β`` (module docstring).
 
-    Non-negative least squares of the centred Gram on one term per attribute plus the identity,
-    ``C G₀ C ≈ Σ_i w_i C x_i x_iᵀ C + c_free C`` (``x_i``: row i of ``X``, ``C = I - 11ᵀ/m``): a trained
-    model at initialisation weighs its input tokens unequally (the last token dominates a GPT's last
-    position), so one weight per attribute row is needed to see how much of the Gram is *shared*. The
-    equivalent modified UFM puts the same fraction of the centred energy on the attribute path:
-    ``(α/β)² = (E_shared / tr(C XᵀX C)) / (E_free / tr C)`` with ``E_shared = Σ_i w_i ‖C x_i‖²`` and
-    ``E_free = c_free tr C``. For ``G₀ = α² XᵀX + β² I (+ const)`` this returns exactly ``α/β``.
+    Non-negative least squares of the centred Gram on one term per shared input plus the identity,
+    ``C G₀ C ≈ Σ_c w_c C t_c t_cᵀ C + c_free C`` (``t_c``: the rows of :func:`token_columns`, i.e. the
+    attribute rows ``x_i`` of ``X`` and, with ``split_last``, each attribute split by whether it is the
+    context's last token; ``C = I - 11ᵀ/m``): a trained model at initialisation weighs its input tokens
+    unequally (the last token dominates a GPT's last position), so one weight per term is needed to see
+    how much of the Gram is *shared*. Without the split, the step-0 Gram of random attributes (where a
+    feature is last in some contexts only) is misread as free energy (``ρ`` 1.2 instead of 6.5, R² 0.85
+    instead of 0.95; docs/validation.md). The equivalent modified UFM puts the same fraction of the
+    centred energy on the attribute path: ``(α/β)² = (E_shared / tr(C XᵀX C)) / (E_free / tr C)`` with
+    ``E_shared = Σ_c w_c ‖C t_c‖²`` and ``E_free = c_free tr C``. For ``G₀ = α² XᵀX + β² I (+ const)``
+    this returns exactly ``α/β``.
 
     Args:
         gram_H0: (m, m) context Gram (e.g. a trained model's ``gram_H[0]``).
         design: the design (``X: (p, m)``, ``p > 0``).
+        split_last: fit the last-token split terms too (:func:`token_columns`); ``False`` is the rule of
+            version 0.2 (one term per attribute row).
 
     Returns:
         :class:`InputGeometry` (``c_attr = E_shared / tr(C XᵀX C)``, ``c_free``; ``r2`` the fraction of
@@ -85,9 +135,9 @@ def input_geometry(gram_H0: Any, design: Any) -> InputGeometry:
     if design.p == 0:
         raise ValueError("input_geometry needs a design with latent attributes (p > 0)")
     C = np.eye(m) - 1.0 / m
-    X = np.asarray(design.X, dtype=np.float64)
-    Xc = X @ C  # (p, m): centred attribute rows
-    keep = np.linalg.norm(Xc, axis=1) > 1e-12  # an attribute every context carries has no centred part
+    Xa = np.asarray(design.X, dtype=np.float64) @ C  # (p, m): centred attribute rows
+    Xc = token_columns(design, split_last) @ C  # (q, m): centred shared terms
+    keep = np.linalg.norm(Xc, axis=1) > 1e-12  # a term every context carries has no centred part
     Xc = Xc[keep]
     Gc = C @ G @ C
     cols = [np.outer(x, x).ravel() for x in Xc] + [C.ravel()]
@@ -97,15 +147,18 @@ def input_geometry(gram_H0: Any, design: Any) -> InputGeometry:
     coef = coef * scale
     w, c_free = coef[:-1], float(coef[-1])
     e_shared = float(np.sum(w * (Xc * Xc).sum(axis=1)))
-    c_attr = e_shared / float(np.trace(Xc.T @ Xc))
+    c_attr = e_shared / float(np.trace(Xa.T @ Xa))
     resid = Gc.ravel() - M @ coef
     energy = float(Gc.ravel() @ Gc.ravel())
     r2 = 1.0 - float(resid @ resid) / energy if energy > 0 else math.nan
     status, message = "ok", ""
     ratio = math.sqrt(c_attr / c_free) if c_attr > 0 and c_free > 0 else math.nan
-    if c_free <= 0 < c_attr:
+    if c_free <= 1e-10 * c_attr and c_attr > 0:  # 1e-10: rounding of the NNLS solve, not free energy
+        # Every context's feature is a function of its shared tokens (a GPT at init reads its last token):
+        # no free energy at all, an unbounded ratio, which is a reading, not a failure.
         ratio = math.inf
-    if not math.isfinite(ratio):
+        message = "no free energy: the Gram is explained by the shared terms alone (alpha/beta unbounded)"
+    if math.isnan(ratio):
         status = "inaccurate"
         message = f"a fitted energy is not positive (shared {c_attr:.3g}, free {c_free:.3g})"
     elif not r2 >= 0.5:
@@ -115,7 +168,9 @@ def input_geometry(gram_H0: Any, design: Any) -> InputGeometry:
     )
 
 
-def model_input_geometry(runs: Sequence[Trajectory], design: Any) -> InputGeometry:
+def model_input_geometry(
+    runs: Sequence[Trajectory], design: Any, *, split_last: bool = True
+) -> InputGeometry:
     """:func:`input_geometry` of the step-0 Gram averaged over ``runs`` (each run's Gram scaled to unit
     trace first, so every seed counts the same)."""
     runs = _check_runs(runs, "runs")
@@ -123,7 +178,7 @@ def model_input_geometry(runs: Sequence[Trajectory], design: Any) -> InputGeomet
     for r in runs:
         G = np.asarray(r.gram_H[0], dtype=np.float64)
         grams.append(G / max(float(np.trace(G)), 1e-300))
-    return input_geometry(np.mean(grams, axis=0), design)
+    return input_geometry(np.mean(grams, axis=0), design, split_last=split_last)
 
 
 def _check_runs(runs: Any, name: str) -> list[Trajectory]:
