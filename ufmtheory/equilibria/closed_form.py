@@ -128,15 +128,16 @@ def zhu(problem: UFM) -> Equilibrium:
             logits=np.zeros((K, m)) if dense else None,
             loss=math.log(K),
             method="zhu-closed-form",
-            stats={"epsilon": eps, "threshold": 1.0 / K, "x_star": 0.0, "K": K, "n": n},
+            stats=_zhu_stats(K, n, eps, 0.0),
         )
     x_star = math.log(1.0 / eps - (K - 1))
     if not dense:
         return _zhu_scalars(K, n, lam_W, lam_H, eps, x_star)
+    c_W, c_H = _zhu_coefficients(n, lam_W, lam_H, x_star)
     C = centering(K)
     Yl = design.Y  # (K, m): context j -> its class
-    means_gram = math.sqrt(lam_W / (n * lam_H)) * x_star * C  # (K, K) Gram of class-mean features
-    gram_W = math.sqrt(n * lam_H / lam_W) * x_star * C
+    means_gram = c_H * C  # (K, K) Gram of class-mean features
+    gram_W = c_W * C
     gram_H = Yl.T @ means_gram @ Yl  # every context at its class mean
     logits = x_star * C @ Yl
     logp = logits - np.log(np.exp(logits).sum(axis=0, keepdims=True))
@@ -151,23 +152,24 @@ def zhu(problem: UFM) -> Equilibrium:
         logits=logits,
         loss=loss,
         method="zhu-closed-form",
-        stats={
-            "epsilon": eps,
-            "threshold": 1.0 / K,
-            "x_star": x_star,
-            "K": K,
-            "n": n,
-            "norm_W_sq": norm_W2,
-            "norm_H_sq": norm_H2,
-        },
+        stats=_zhu_stats(K, n, eps, x_star, norm_W_sq=norm_W2, norm_H_sq=norm_H2),
     )
+
+
+def _zhu_stats(K: int, n: int, eps: float, x_star: float, **extra: float) -> dict[str, Any]:
+    """The ``stats`` every branch of :func:`zhu` reports, plus the branch's ``extra`` entries."""
+    return {"epsilon": eps, "threshold": 1.0 / K, "x_star": x_star, "K": K, "n": n, **extra}
+
+
+def _zhu_coefficients(n: int, lam_W: float, lam_H: float, x_star: float) -> tuple[float, float]:
+    """``(c_W, c_H)``: ``W Wᵀ = c_W C_K`` and the class means' Gram is ``c_H C_K``."""
+    return math.sqrt(n * lam_H / lam_W) * x_star, math.sqrt(lam_W / (n * lam_H)) * x_star
 
 
 def _zhu_scalars(K: int, n: int, lam_W: float, lam_H: float, eps: float, x_star: float) -> Equilibrium:
     """Zhu's minimiser for K above MATERIALISE_MAX_K: no K×K array, the Grams as their coefficients on
     ``C_K`` (``W Wᵀ = c_W C_K``, class-mean Gram ``c_H C_K``) in ``stats``."""
-    c_W = math.sqrt(n * lam_H / lam_W) * x_star
-    c_H = math.sqrt(lam_W / (n * lam_H)) * x_star
+    c_W, c_H = _zhu_coefficients(n, lam_W, lam_H, x_star)
     # every context has logits x* C e_j: CE = log(1 + (K - 1) e^{-x*})
     ce = math.log1p((K - 1) * math.exp(-x_star))
     norm_W2, norm_H2 = c_W * (K - 1), n * c_H * (K - 1)  # traces of c C_K and of Yᵀ (c_H C_K) Y
@@ -179,17 +181,16 @@ def _zhu_scalars(K: int, n: int, lam_W: float, lam_H: float, eps: float, x_star:
         loss=ce + 0.5 * lam_W * norm_W2 + 0.5 * lam_H * norm_H2,
         method="zhu-closed-form",
         message=f"K = {K} > {MATERIALISE_MAX_K}: Grams given as coefficients on C_K in stats",
-        stats={
-            "epsilon": eps,
-            "threshold": 1.0 / K,
-            "x_star": x_star,
-            "K": K,
-            "n": n,
-            "norm_W_sq": norm_W2,
-            "norm_H_sq": norm_H2,
-            "gram_W_centred_coefficient": c_W,
-            "class_mean_gram_centred_coefficient": c_H,
-        },
+        stats=_zhu_stats(
+            K,
+            n,
+            eps,
+            x_star,
+            norm_W_sq=norm_W2,
+            norm_H_sq=norm_H2,
+            gram_W_centred_coefficient=c_W,
+            class_mean_gram_centred_coefficient=c_H,
+        ),
     )
 
 

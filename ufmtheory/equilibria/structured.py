@@ -5,6 +5,7 @@ Everything here works on :mod:`ufmtheory.solvers.reduced`: logits ``L = Σ ℓ_S
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -243,16 +244,8 @@ def end_state(problem: UFM, *, lam_limit: bool = True) -> Equilibrium:
                 if mod is not None
                 else ""
             )
-            return Equilibrium(
-                kind=eq.kind,
-                gram_H=eq.gram_H,
-                gram_W=eq.gram_W,
-                logits=eq.logits,
-                loss=eq.loss,
-                status=eq.status,
-                method=eq.method,
-                stats={**eq.stats, "objective_kind": "H", "note": note},
-            )
+            # Zhu's result as it is (its message too: above K = 4096 it says where the Grams went).
+            return dataclasses.replace(eq, stats={**eq.stats, "objective_kind": "H", "note": note})
         if lam_W > 0 or lam_X > 0:
             raise ValueError(
                 f"end_state needs both ridges > 0 or both 0 for the UFM / ridge on H (got lam_W={lam_W}, "
