@@ -163,38 +163,20 @@ def _checks_html(results: dict[str, Any]) -> str:
     """The theory runs against their closed forms (the numbers a reader checks first)."""
     reg, mode = results.get("regularised"), results.get("etf_mode")
     mod = results.get("modified", {})
-    rows: list[list[Any]] = []
-    if reg:
-        rows += [
-            [
-                "regularised standard UFM vs Zhu et al.: max |ΔHᵀH|",
-                reg.get("max_abs_error_vs_zhu_gram_H"),
-                reg.get("status"),
-            ],
-            [
-                "regularised standard UFM vs Zhu et al.: max |ΔWWᵀ|",
-                reg.get("max_abs_error_vs_zhu_gram_W"),
-                reg.get("status"),
-            ],
-            ["regularised standard UFM: ETF time", reg.get("etf_time"), reg.get("status")],
-        ]
-    if mode:
-        rows.append(
-            [
-                "ETF mode to t = 1e8: max relative error vs t(u)",
-                mode.get("max_relative_error_vs_closed_form"),
-                mode.get("status"),
-            ]
-        )
     full = mod.get("full_flow")
-    if full:
-        rows.append(
-            [
-                "modified UFM: full flow vs reduced ODE, max relative error of HᵀH",
-                full.get("max_rel_error_vs_reduced_gram_H"),
-                full.get("status"),
-            ]
-        )
+    # (check, the run's results, the number to show): each row is [check, number, the run's status].
+    checks = [
+        ("regularised standard UFM vs Zhu et al.: max |ΔHᵀH|", reg, "max_abs_error_vs_zhu_gram_H"),
+        ("regularised standard UFM vs Zhu et al.: max |ΔWWᵀ|", reg, "max_abs_error_vs_zhu_gram_W"),
+        ("regularised standard UFM: ETF time", reg, "etf_time"),
+        ("ETF mode to t = 1e8: max relative error vs t(u)", mode, "max_relative_error_vs_closed_form"),
+        (
+            "modified UFM: full flow vs reduced ODE, max relative error of HᵀH",
+            full,
+            "max_rel_error_vs_reduced_gram_H",
+        ),
+    ]
+    rows: list[list[Any]] = [[check, run.get(key), run.get("status")] for check, run, key in checks if run]
     cos = mod.get("plateau_cosines_H")
     if cos:
         for key, words in (("share_one", "one shared attribute"), ("share_none", "no shared attribute")):

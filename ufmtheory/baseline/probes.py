@@ -24,24 +24,25 @@ def _names_hint(names: Iterable[str]) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
 
 
-def _submodule(model: nn.Module, name: str) -> nn.Module:
+def _named(
+    model: nn.Module, name: str, what: str, get: Callable[[str], Any], named: Callable[[], Any]
+) -> Any:
+    """``get(name)``; a missing ``what`` (module / parameter) is a ValueError listing the ``named()`` ones."""
     try:
-        return model.get_submodule(name)
+        return get(name)
     except AttributeError:
-        hint = _names_hint(n for n, _ in model.named_modules())
+        hint = _names_hint(n for n, _ in named())
         raise ValueError(
-            f"module {name!r} does not exist in {type(model).__name__}; modules: {hint}"
+            f"{what} {name!r} does not exist in {type(model).__name__}; {what}s: {hint}"
         ) from None
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module:
+    return _named(model, name, "module", model.get_submodule, model.named_modules)
 
 
 def _parameter(model: nn.Module, name: str) -> torch.Tensor:
-    try:
-        return model.get_parameter(name)
-    except AttributeError:
-        hint = _names_hint(n for n, _ in model.named_parameters())
-        raise ValueError(
-            f"parameter {name!r} does not exist in {type(model).__name__}; parameters: {hint}"
-        ) from None
+    return _named(model, name, "parameter", model.get_parameter, model.named_parameters)
 
 
 def _move(inputs: Any, device: torch.device) -> Any:

@@ -67,8 +67,20 @@ _LINPROG_STATUS = {
 }
 
 
+class _SchemeVector:
+    """``ell_vector`` for results that hold ``ell`` (label -> value) and the scheme's ``labels`` order."""
+
+    ell: dict[Any, float]
+    labels: tuple[Any, ...]
+
+    @property
+    def ell_vector(self) -> np.ndarray:
+        """(n_S,) ``ℓ_S`` in ``labels`` order."""
+        return np.array([self.ell[S] for S in self.labels])
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
-class LPResult(ResultMixin):
+class LPResult(_SchemeVector, ResultMixin):
     """Solution of the end-state linear programme (:func:`end_state_lp`).
 
     Attributes:
@@ -102,14 +114,9 @@ class LPResult(ResultMixin):
     def __post_init__(self) -> None:
         self._check_result()
 
-    @property
-    def ell_vector(self) -> np.ndarray:
-        """(n_S,) ``ℓ_S`` in ``labels`` order."""
-        return np.array([self.ell[S] for S in self.labels])
-
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class RegularizedEndState(ResultMixin):
+class RegularizedEndState(_SchemeVector, ResultMixin):
     """Global minimiser of the reduced regularised problem (:func:`regularized_end_state`).
 
     Attributes:
@@ -140,11 +147,6 @@ class RegularizedEndState(ResultMixin):
 
     def __post_init__(self) -> None:
         self._check_result()
-
-    @property
-    def ell_vector(self) -> np.ndarray:
-        """(n_S,) ``ℓ_S`` in ``labels`` order."""
-        return np.array([self.ell[S] for S in self.labels])
 
 
 # -- small pure helpers ------------------------------------------------------------------------------
