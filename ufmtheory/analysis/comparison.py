@@ -94,6 +94,21 @@ def run_status(traj: Trajectory) -> tuple[str, str]:
     return split_legacy_status(status)
 
 
+def _combined_status(
+    runs: tuple[tuple[str, Trajectory], ...], map_status: str, map_message: str
+) -> tuple[str, str]:
+    """``(status, message)`` of a comparison: the first of ``runs`` (name, trajectory) that did not end ok,
+    else a time map that is not ok (``"not_applicable"`` stays, any other failure is ``"inaccurate"``), else
+    ``("ok", "")``."""
+    for name, tr in runs:
+        st, msg = run_status(tr)
+        if st != "ok":
+            return st, f"{name} run: {msg}"
+    if map_status != "ok":
+        return ("not_applicable" if map_status == "not_applicable" else "inaccurate"), map_message
+    return "ok", ""
+
+
 def _blown_up(clock: str, which: tuple[str, ...], status: str, message: str) -> Comparison:
     none = {w: dict.fromkeys(PHASE_NAMES) for w in which}
     return Comparison(
@@ -260,12 +275,10 @@ def compare(
             va, vb, _, verr, _, vmap, vmsg = _clock_pair(vcurves, mo, clock, lr, (b_lo, b_hi))
             if map_note:
                 vmap, vmsg = "not_applicable", map_note
-            vstatus, vrun_msg = run_status(vt)
             total = _total(verr)
+            vstatus, why = _combined_status((("theory", vt),), vmap, vmsg)
             if vstatus != "ok":
-                vmsg = f"theory run {vstatus}: {vrun_msg}"
-            elif vmap != "ok":
-                vstatus = "not_applicable" if vmap == "not_applicable" else "inaccurate"
+                vmsg = why
             elif not math.isfinite(total):
                 vstatus, vmsg = "inaccurate", _nan_reason(verr)
             fits.append(
@@ -284,15 +297,7 @@ def compare(
         finite = [v for v in fits if math.isfinite(v.total_error) and v.map_status == "ok"]
         if finite:
             best_name = min(finite, key=lambda v: v.total_error).name
-    status, message = "ok", ""
-    for name, tr in (("model", model), ("theory", theory_traj)):
-        st, msg = run_status(tr)
-        if st != "ok":
-            status, message = st, f"{name} run: {msg}"
-            break
-    if status == "ok" and map_status != "ok":
-        status = "not_applicable" if map_status == "not_applicable" else "inaccurate"
-        message = map_message
+    status, message = _combined_status((("model", model), ("theory", theory_traj)), map_status, map_message)
     return Comparison(
         clock=clock,
         a=a,
