@@ -215,7 +215,12 @@ def _clock_pair(
     if clock == "fit":
         a, b, rms = prob.fit(b_range)
     else:
-        a, b = (0.0, 1.0) if clock == "same" else (math.log(lr), 1.0)  # type: ignore[arg-type]
+        if clock == "same":
+            a, b = 0.0, 1.0
+        elif lr is None:
+            raise ValueError("clock='lr' needs lr= (a number > 0)")
+        else:
+            a, b = math.log(lr), 1.0
         rms = math.sqrt(prob.misfit(a, b))
     if not math.isfinite(b):
         nan_err = {w: {k: math.nan for k in CURVE_METRICS} for w in prob.which}
@@ -300,7 +305,10 @@ def _as_theory(item: Any, name: str, clock: str, model: Trajectory) -> Trajector
     if isinstance(item, UFM):
         if clock == "same":
             return same_clock_theory(item, model)
-        return predict_phases(item, which="H").trajectory  # type: ignore[return-value]
+        traj = predict_phases(item, which="H").trajectory
+        if traj is None:  # a prediction always carries its run; a Phases without one cannot be mapped
+            raise ValueError(f"{name}: the prediction carries no trajectory")
+        return traj
     raise ValueError(
         f"{name} must be a Trajectory, a predicted Phases or a UFM/ModifiedUFM problem, got {item!r}"
     )

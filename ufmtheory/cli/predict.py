@@ -93,7 +93,9 @@ def _is_large(kind: str, kwargs: dict[str, Any]) -> bool:
         sizes = kwargs.get("sizes")
         return isinstance(sizes, tuple) and ints(*sizes) and sum(math.log(a) for a in sizes) > limit
     depth, branching = kwargs.get("depth"), kwargs.get("branching")
-    return ints(depth, branching) and int(depth) * math.log(int(branching)) > limit  # type: ignore[arg-type]
+    if not (isinstance(depth, int) and isinstance(branching, int) and ints(depth, branching)):
+        return False
+    return depth * math.log(branching) > limit
 
 
 def build_problem(cfg: dict[str, Any]) -> tuple[ModifiedUFM | ReducedProblem, str]:
