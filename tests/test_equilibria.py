@@ -309,3 +309,12 @@ def test_zhu_scalars_agree_with_the_dense_closed_form():
         np.testing.assert_allclose(
             small.stats["class_mean_gram_centred_coefficient"] * C, dense.gram_H, atol=1e-13
         )
+
+
+def test_end_state_keeps_zhus_message_above_the_materialise_limit():
+    # K = 65² = 4225 > 4096: no K×K Gram; x* = ln(1/ε - (K - 1)) with ε = sqrt(λ_W λ_H) = 1e-5 (Theory §4.1).
+    K, lam = 65 * 65, 1e-5
+    eq = ut.end_state(ut.UFM(ut.designs.factorial((65, 65)), dim=K - 1, lam_W=lam, lam_H=lam))
+    assert eq.ok and eq.gram_H is None and "coefficients" in eq.message
+    assert eq.stats["objective_kind"] == "H"
+    assert eq.stats["x_star"] == pytest.approx(np.log(1 / lam - (K - 1)), rel=1e-13)

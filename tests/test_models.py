@@ -287,3 +287,13 @@ def test_aligned_init_validation():
     uniform = ut.UFM(ut.designs.from_distributions(np.full((2, 3), 1 / 3)), dim=2)
     with pytest.raises(ValueError, match="centred label matrix is zero"):
         ut.init.aligned(uniform, 0.1)
+
+
+def test_aligned_init_with_blocks_W_E_needs_the_attribute_matrix():
+    class NoAttributes:  # the (W, E) blocks of a modified UFM, without its X_tilde
+        design = ut.designs.factorial((2, 2))
+        dim = 4
+        param_shapes = {"W": (4, 4), "E": (4, 8)}
+
+    with pytest.raises(TypeError, match="X_tilde"):
+        ut.init.aligned(NoAttributes(), 0.1)
