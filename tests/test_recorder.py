@@ -484,3 +484,13 @@ def test_hf_w_transient_and_stop_at_the_peak(hf, tmp_path):
     model.load_state_dict(monitor.best_state_dict)
     W = model.lm_head.weight[torch.from_numpy(np.array(ds.data.label_ids))].detach().double().numpy()
     np.testing.assert_allclose(W @ W.T, traj.gram_W[i], rtol=1e-12, atol=1e-12)
+
+
+def test_probes_name_the_missing_module_or_parameter():
+    _, model, x = _mlp_setup()
+    with pytest.raises(ValueError, match=r"module 'bod' does not exist in _MLP; modules: 'body', 'body\.0'"):
+        module_features("bod", x)(model)
+    with pytest.raises(
+        ValueError, match=r"parameter 'out\.bias' does not exist in _MLP; parameters: .*'out\.weight'"
+    ):
+        parameter_rows("out.bias")(model)
