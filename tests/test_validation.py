@@ -4,6 +4,7 @@ stand-in trainer; the real GPT smoke run is marked slow)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -296,6 +297,46 @@ def test_validation_pipeline_writes_its_files(tmp_path):
     assert res["validation"]["adamw"]["rows"][0]["in_sample"] is True
 
 
+def test_trained_runs_are_cached_per_seed_and_reused(tmp_path):
+    from ufmtheory.experiments.validation import ValidationConfig, run_validation
+
+    calls = []
+
+    def counting(design, kw):
+        calls.append(kw["seed"])
+        return _stand_in(design, kw)
+
+    cfg = ValidationConfig(
+        designs=("2x2",),
+        optimizers=("adamw",),
+        seeds=(0, 1),
+        steps=60,
+        width=16,
+        lr_adamw=1e-2,
+        grid={"alpha": (1.5, 3.0, 6.0)},
+        reference_gf=False,
+        workers=1,
+        figures=False,
+    )
+    first = run_validation(cfg, tmp_path, log=lambda s: None, trainer=counting)
+    assert sorted(calls) == [0, 1]
+    assert len(list((tmp_path / "runs").glob("*.npz"))) == 2
+    # A third seed: only the new runs are trained, the cached ones are loaded.
+    again = run_validation(
+        dataclasses.replace(cfg, seeds=(0, 1, 2)), tmp_path, log=lambda s: None, trainer=counting
+    )
+    assert sorted(calls) == [0, 1, 2]
+    assert {r["seed"] for r in again["validation"]["adamw"]["rows"]} == {0, 1, 2}
+    assert first["validation"]["adamw"]["rows"][0]["seed"] == 0
+
+
+def test_workers_must_be_positive():
+    from ufmtheory.experiments.validation import SMOKE, run_validation
+
+    with pytest.raises(ValueError, match="workers"):
+        run_validation(dataclasses.replace(SMOKE, workers=0))
+
+
 @pytest.mark.slow
 def test_smoke_configuration_with_the_gpt(tmp_path):
     pytest.importorskip("torch")
@@ -314,6 +355,7 @@ def test_cli_rejects_bad_seeds(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # ≤ 4 min on two idle cores; slower beside other slow tests on a shared machine
 def test_cli_quick(tmp_path):
     """`ufm validate --quick` (run by make test-slow): 4 designs, AdamW and GD, 3 seeds, 1000 steps."""
     pytest.importorskip("torch")

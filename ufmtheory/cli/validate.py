@@ -8,6 +8,8 @@ is compared beside it (fitted map for AdamW, with its map status; ``t = lr·step
 ``validation.json``, ``validation.md``, ``report.html`` and figures to DIR (default ``runs/validate``);
 trained runs are cached under ``DIR/runs`` and reused by a later call with the same settings.
 ``--quick``: 4 designs, 1000 steps (a few minutes); ``--smoke``: two tiny designs, one seed (seconds).
+The seeds of each (design, optimiser) train as one batched model (``train_many``); independent parts run
+in ``--workers`` processes (default 2).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     size.add_argument("--smoke", action="store_true", help="two tiny designs, one seed (seconds)")
     parser.add_argument("--out", type=Path, default=Path("runs/validate"), help="output folder")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3; smoke 1)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default 2; smoke 1); 1: all in this one"
+    )
     return parser
 
 
@@ -44,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         if args.seeds < 1:
             raise CLIError(f"--seeds must be >= 1, got {args.seeds}")
         cfg = dataclasses.replace(cfg, seeds=tuple(range(args.seeds)))
+    if args.workers is not None:
+        if args.workers < 1:
+            raise CLIError(f"--workers must be >= 1, got {args.workers}")
+        cfg = dataclasses.replace(cfg, workers=args.workers)
     res = run_validation(cfg, args.out)
     cal = res["calibration"]
     print(

@@ -23,11 +23,14 @@ same-clock theory, median and min-max band over seeds).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import html
 import json
+import math
+import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,15 +39,15 @@ import numpy as np
 
 from ufmtheory import designs as designs_mod
 from ufmtheory._format import finite_or_none as _num
-from ufmtheory._format import format_number as _fmt
 from ufmtheory._io import atomic_write_bytes
 from ufmtheory.analysis.calibration import Calibration, calibrate
 from ufmtheory.analysis.comparison import compare, run_status
 from ufmtheory.analysis.geometry import model_input_geometry
 from ufmtheory.analysis.phases import predict_phases
 from ufmtheory.analysis.validation import Validation, validate
+from ufmtheory.experiments._validation_report import markdown, report_html, strength_figure
 from ufmtheory.models import ModifiedUFM
-from ufmtheory.report import data_uri, write_json
+from ufmtheory.report import write_json
 from ufmtheory.trajectory import Trajectory
 
 __all__ = [
@@ -110,6 +113,9 @@ class ValidationConfig:
         n_snapshots: model snapshots (log-spaced).
         alpha_rules: how α moves to held-out designs: the first rule gives the main tables and figures,
             the others (e.g. ``"fixed"``: one α for every design) an extra table each.
+        workers: processes for the independent parts (training groups, validation and reference runs);
+            1 runs everything in this process. Results do not depend on it.
+        figures: draw the strength figures (``strength_*.png`` and in ``report.html``).
     """
 
     designs: tuple[str, ...] = ("3x3", "4x4", "3x5", "2x2x3", "hier(3,2)", "random(12)")
@@ -127,6 +133,8 @@ class ValidationConfig:
     reference_gf: bool = True
     n_snapshots: int = 60
     alpha_rules: tuple[str, ...] = ("geometry",)
+    workers: int = 2
+    figures: bool = True
 
 
 FULL = ValidationConfig(alpha_rules=("geometry", "fixed"))
@@ -149,6 +157,7 @@ SMOKE = ValidationConfig(
     grid={"alpha": (1.0, 3.0, 9.0)},
     reference_gf=False,
     n_snapshots=15,
+    workers=1,  # seconds of work: starting worker processes would cost more than it saves
 )
 
 
@@ -168,101 +177,116 @@ def train_kwargs(cfg: ValidationConfig, optimizer: str, seed: int) -> dict[str, 
     return {**kw, "optimizer": "sgd", "lr": cfg.lr_gd, "momentum": 0.0}
 
 
-def _gpt_trainer(design: Any, kwargs: dict[str, Any]) -> Trajectory:
-    from ufmtheory.baseline import TrainConfig, train
+def _gpt_group(design: Any, kwargs: dict[str, Any], seeds: Sequence[int]) -> list[Trajectory]:
+    """The seeds of one (design, optimiser) as one batched GPT (:func:`ufmtheory.baseline.train_many`)."""
+    from ufmtheory.baseline import TrainConfig, train_many
 
-    return train(design, TrainConfig(**kwargs))
+    return train_many(design, TrainConfig(**{k: v for k, v in kwargs.items() if k != "seed"}), list(seeds))
 
 
 Trainer = Callable[[Any, dict[str, Any]], Trajectory]
 """``trainer(design, train_kwargs) -> Trajectory`` (time_unit ``"step"``, ``meta["config"]`` holding the
-kwargs): the baseline GPT by default; tests pass a cheap stand-in."""
+kwargs): one run per call, in this process (tests pass a cheap stand-in). The default trains the seeds of
+each (design, optimiser) together with ``train_many``, in worker processes when ``cfg.workers > 1``."""
 
 
-def _trained(
-    design: Any,
-    name: str,
-    optimizer: str,
-    seed: int,
-    cfg: ValidationConfig,
-    cache: Path | None,
-    log: Callable[[str], None],
-    trainer: Trainer,
-) -> Trajectory:
-    kwargs = train_kwargs(cfg, optimizer, seed)
-    key = f"{_slug(name)}_{optimizer}_s{seed}"
-    ident = json.dumps(
-        {"design": design.summary(), "config": kwargs, "trainer": getattr(trainer, "__name__", "")},
-        sort_keys=True,
-        default=str,
-    )
-    if cache is not None:
-        base = cache / key
-        tag = cache / f"{key}.config.json"
-        if tag.exists() and tag.read_text() == ident and base.with_suffix(".npz").exists():
-            return Trajectory.load(base)
-    t0 = time.perf_counter()
-    traj = trainer(design, kwargs)
-    log(f"  trained {name} {optimizer} seed {seed}: {time.perf_counter() - t0:.1f} s ({traj.status})")
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        traj.save(cache / key)
-        atomic_write_bytes(cache / f"{key}.config.json", ident.encode())
-    return traj
+class _Cache:
+    """Trained runs under ``OUT/runs``, one file pair per (design, optimiser, seed), reused when the design,
+    the training settings and the trainer are the same."""
+
+    def __init__(self, folder: Path | None, trainer_name: str) -> None:
+        self.folder, self.trainer_name = folder, trainer_name
+
+    def _key(self, name: str, design: Any, kwargs: dict[str, Any], opt: str) -> tuple[str, str]:
+        key = f"{_slug(name)}_{opt}_s{kwargs['seed']}"
+        ident = json.dumps(
+            {"design": design.summary(), "config": kwargs, "trainer": self.trainer_name},
+            sort_keys=True,
+            default=str,
+        )
+        return key, ident
+
+    def load(self, name: str, design: Any, kwargs: dict[str, Any], opt: str) -> Trajectory | None:
+        if self.folder is None:
+            return None
+        key, ident = self._key(name, design, kwargs, opt)
+        tag = self.folder / f"{key}.config.json"
+        if tag.exists() and tag.read_text() == ident and (self.folder / f"{key}.npz").exists():
+            return Trajectory.load(self.folder / key)
+        return None
+
+    def store(self, name: str, design: Any, kwargs: dict[str, Any], opt: str, traj: Trajectory) -> None:
+        if self.folder is None:
+            return
+        key, ident = self._key(name, design, kwargs, opt)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        traj.save(self.folder / key)
+        atomic_write_bytes(self.folder / f"{key}.config.json", ident.encode())
+
+
+class _Training:
+    """Every (design, optimiser, seed) run of the protocol: cached ones loaded, the missing seeds of each
+    (design, optimiser) trained as one group, in ``pool`` when given (in this process otherwise)."""
+
+    def __init__(
+        self,
+        designs: dict[str, Any],
+        cfg: ValidationConfig,
+        cache: _Cache,
+        log: Callable[[str], None],
+        trainer: Trainer | None,
+        pool: Executor | None,
+        first: tuple[str, str],
+    ) -> None:
+        self.designs, self.cfg, self.cache, self.log, self.trainer = designs, cfg, cache, log, trainer
+        self.runs: dict[str, dict[str, list[Trajectory | None]]] = {}
+        self.pending: dict[tuple[str, str], tuple[list[int], Future[list[Trajectory]], float]] = {}
+        groups = [(n, o) for n in designs for o in cfg.optimizers]
+        groups.sort(key=lambda g: g != first)  # the calibration group first: calibration can start early
+        for name, opt in groups:
+            row = self.runs.setdefault(name, {})
+            row[opt] = [cache.load(name, designs[name], train_kwargs(cfg, opt, s), opt) for s in cfg.seeds]
+            missing = [s for s, r in zip(cfg.seeds, row[opt], strict=True) if r is None]
+            if not missing:
+                continue
+            if pool is not None and trainer is None:
+                fut = pool.submit(_gpt_group, designs[name], train_kwargs(cfg, opt, missing[0]), missing)
+                self.pending[name, opt] = (missing, fut, time.perf_counter())
+            else:
+                self._collect(name, opt, missing, self._train_here(name, opt, missing), time.perf_counter())
+
+    def _train_here(self, name: str, opt: str, seeds: list[int]) -> list[Trajectory]:
+        design, t0 = self.designs[name], time.perf_counter()
+        if self.trainer is None:
+            return _gpt_group(design, train_kwargs(self.cfg, opt, seeds[0]), seeds)
+        out = [self.trainer(design, train_kwargs(self.cfg, opt, s)) for s in seeds]
+        self.log(f"  trained {name} {opt} seeds {seeds}: {time.perf_counter() - t0:.1f} s")
+        return out
+
+    def _collect(self, name: str, opt: str, seeds: list[int], trajs: list[Trajectory], t0: float) -> None:
+        for s, traj in zip(seeds, trajs, strict=True):
+            self.runs[name][opt][self.cfg.seeds.index(s)] = traj
+            self.cache.store(name, self.designs[name], train_kwargs(self.cfg, opt, s), opt, traj)
+        if self.trainer is None:
+            wall = trajs[0].stats.get("wall_time_s", math.nan)
+            statuses = ", ".join(sorted({t.status for t in trajs}))
+            self.log(f"  trained {name} {opt} seeds {seeds} as one batched model: {wall:.1f} s ({statuses})")
+
+    def group(self, name: str, opt: str) -> list[Trajectory]:
+        """The runs of one (design, optimiser), waiting for its training when it is still running."""
+        if (name, opt) in self.pending:
+            seeds, fut, t0 = self.pending.pop((name, opt))
+            self._collect(name, opt, seeds, fut.result(), t0)
+        runs = self.runs[name][opt]
+        assert all(r is not None for r in runs)
+        return runs  # type: ignore[return-value]
+
+    def all(self) -> dict[str, dict[str, list[Trajectory]]]:
+        return {n: {o: self.group(n, o) for o in self.cfg.optimizers} for n in self.designs}
 
 
 def _slug(name: str) -> str:
     return name.replace("(", "_").replace(")", "").replace(",", "_")
-
-
-def _curve_band(trajs: list[Trajectory], design: Any, which: str) -> tuple[np.ndarray, np.ndarray]:
-    """Common positive steps and the (n_runs, T) semantic strength interpolated on them."""
-    grid = np.unique(np.concatenate([t.ts[t.ts > 0] for t in trajs]))
-    rows = []
-    for t in trajs:
-        m = t.metrics(design, which=which)
-        pos = m["ts"] > 0
-        rows.append(np.interp(np.log(grid), np.log(m["ts"][pos]), np.asarray(m["semantic_strength"])[pos]))
-    return grid, np.array(rows)
-
-
-def _figure(
-    path: Path, title: str, design: Any, models: list[Trajectory], theories: list[Trajectory]
-) -> bytes | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is a dependency of the plotting extra
-        return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    for ax, w in zip(axes, ("W", "H"), strict=True):
-        for trajs, label, color in ((models, "GPT", "C0"), (theories, "theory (same clock)", "C3")):
-            # A run that blew up is left out of the band (its status is in the tables), and counted.
-            ok = [t for t in trajs if run_status(t)[0] == "ok" and t.ts.size >= 3]
-            if not ok:
-                continue
-            steps, vals = _curve_band(ok, design, w)
-            ax.fill_between(steps, vals.min(axis=0), vals.max(axis=0), color=color, alpha=0.25, lw=0)
-            n = f"n={len(ok)}" if len(ok) == len(trajs) else f"n={len(ok)} of {len(trajs)}"
-            ax.plot(steps, np.median(vals, axis=0), color=color, label=f"{label} ({n})")
-        ax.set_xscale("log")
-        ax.set_xlabel("step")
-        ax.set_title(f"{w}: semantic strength")
-        ax.axhline(0.0, color="k", lw=0.5)
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    png = buf.getvalue()
-    atomic_write_bytes(path, png)
-    return png
 
 
 def _reference_problem(design: Any) -> ModifiedUFM:
@@ -309,6 +333,30 @@ def _reference_comparisons(
     return out
 
 
+def _alternative(calib: Calibration, rule: str, cases: dict[str, Any]) -> Validation:
+    return validate(dataclasses.replace(calib, alpha_rule=rule), cases)
+
+
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[Executor | None]:
+    """``workers`` fresh processes (spawned: no copy of this process's torch thread pools or locks), or
+    ``None`` for one worker (everything runs here)."""
+    if workers <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def _call(pool: Executor | None, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """``fn(*args)`` in ``pool``, or here and now (a finished future) without one."""
+    if pool is not None:
+        return pool.submit(fn, *args)
+    fut: Future[Any] = Future()
+    fut.set_result(fn(*args))
+    return fut
+
+
 def run_validation(
     cfg: ValidationConfig = FULL,
     out: str | Path | None = None,
@@ -318,86 +366,94 @@ def run_validation(
 ) -> dict[str, Any]:
     """Run the protocol of the module docstring and write its files to ``out`` (if given).
 
+    The independent parts run in ``cfg.workers`` processes: the training groups (the seeds of one
+    (design, optimiser) as one batched model), then the validations and reference comparisons; the
+    calibration runs here as soon as its design's runs are trained, while the other groups train.
+
     Args:
         cfg: the settings (:data:`FULL`, :data:`QUICK`, :data:`SMOKE` or your own).
         out: output folder (``None``: nothing is written, no cache).
         log: progress lines go here.
-        trainer: ``trainer(design, train_kwargs) -> Trajectory`` (default: the baseline GPT).
+        trainer: ``trainer(design, train_kwargs) -> Trajectory``, one run per call, in this process
+            (default: the baseline GPT, seeds batched with ``train_many``).
 
     Returns:
-        The results dictionary (also ``validation.json``).
+        The results dictionary (also ``validation.json``); ``stats`` holds the wall time of each part and
+        the CPU seconds of this process and its workers.
     """
-    start = time.perf_counter()
+    if isinstance(cfg.workers, bool) or not isinstance(cfg.workers, int) or cfg.workers < 1:
+        raise ValueError(f"cfg.workers must be an integer >= 1, got {cfg.workers!r}")
+    start, cpu0 = time.perf_counter(), _cpu_s()
     out_dir = Path(out) if out is not None else None
-    cache = out_dir / "runs" if out_dir is not None else None
+    trainer_name = "train_many" if trainer is None else getattr(trainer, "__name__", "")
+    cache = _Cache(out_dir / "runs" if out_dir is not None else None, trainer_name)
     designs = validation_designs(cfg.designs)
-    runs: dict[str, dict[str, list[Trajectory]]] = {}
-    t_train = time.perf_counter()
-    for name, design in designs.items():
-        runs[name] = {}
-        for opt in cfg.optimizers:
-            runs[name][opt] = [
-                _trained(design, name, opt, s, cfg, cache, log, trainer or _gpt_trainer) for s in cfg.seeds
-            ]
-    train_s = time.perf_counter() - t_train
     cal_name = cfg.designs[0]
     cal_opt = "adamw" if "adamw" in cfg.optimizers else cfg.optimizers[0]
-    log(f"calibrating on {cal_name} ({cal_opt}, {len(cfg.seeds)} seeds)")
-    t_cal = time.perf_counter()
-    calib: Calibration = calibrate(
-        runs[cal_name][cal_opt],
-        designs[cal_name],
-        "normalized",
-        design_name=cal_name,
-        grid=cfg.grid,
-        dim=cfg.width,
-        alpha_rule=cfg.alpha_rules[0],
-    )
-    cal_s = time.perf_counter() - t_cal
-    log(
-        f"  {calib.params} objective {calib.objective:.3g} ({calib.status}"
-        f"{': ' + calib.message if calib.message else ''})"
-    )
-    results: dict[str, Any] = {
-        "config": dataclasses.asdict(cfg),
-        "calibration": calib.as_dict(),
-        "validation": {},
-        "reference_gf": {},
-        "geometry": {},
-    }
-    figures: list[tuple[str, bytes]] = []
-    t_val = time.perf_counter()
-    for opt in cfg.optimizers:
-        cases = {name: (designs[name], runs[name][opt]) for name in cfg.designs}
-        val: Validation = validate(calib, cases)
-        for row in val.rows:
-            row["in_sample"] = row["design"] == cal_name and opt == cal_opt
-        results["validation"][opt] = {
-            "status": val.status,
-            "message": val.message,
-            "alpha_rule": calib.alpha_rule,
-            "alpha": {r["design"]: r["alpha"] for r in val.rows},
-            "summary": val.summary,
-            "rows": val.rows,
-            "table": val.table(),
+    with _pool(cfg.workers) as pool:
+        training = _Training(designs, cfg, cache, log, trainer, pool, first=(cal_name, cal_opt))
+        cal_runs = training.group(cal_name, cal_opt)
+        log(f"calibrating on {cal_name} ({cal_opt}, {len(cfg.seeds)} seeds)")
+        t_cal = time.perf_counter()
+        calib: Calibration = calibrate(
+            cal_runs,
+            designs[cal_name],
+            "normalized",
+            design_name=cal_name,
+            grid=cfg.grid,
+            dim=cfg.width,
+            alpha_rule=cfg.alpha_rules[0],
+        )
+        cal_s = time.perf_counter() - t_cal
+        log(
+            f"  {calib.params} objective {calib.objective:.3g} ({calib.status}"
+            f"{': ' + calib.message if calib.message else ''})"
+        )
+        runs = training.all()
+        train_s = time.perf_counter() - start
+        t_val = time.perf_counter()
+        cases = {o: {n: (designs[n], runs[n][o]) for n in cfg.designs} for o in cfg.optimizers}
+        main = {o: _call(pool, validate, calib, cases[o]) for o in cfg.optimizers}
+        alts = {
+            (r, o): _call(pool, _alternative, calib, r, cases[o]) for r in cfg.alpha_rules[1:] for o in main
         }
-        log(f"\n{opt}: predicted/measured, median [min-max] over seeds\n{val.table()}")
-        if out_dir is not None:
-            for name in cfg.designs:
-                fname = f"strength_{_slug(name)}_{opt}.png"
-                png = _figure(
-                    out_dir / fname, f"{name}, {opt}", designs[name], runs[name][opt], val.theories[name]
-                )
-                if png is not None:
-                    figures.append((f"{name}, {opt}", png))
-    results["alternatives"] = {}
-    for rule in cfg.alpha_rules[1:]:
-        alt_cal = dataclasses.replace(calib, alpha_rule=rule)
-        results["alternatives"][rule] = {}
-        for opt in cfg.optimizers:
-            cases = {name: (designs[name], runs[name][opt]) for name in cfg.designs}
-            alt = validate(alt_cal, cases)
-            results["alternatives"][rule][opt] = {
+        refs = {}
+        if cfg.reference_gf:
+            refs = {n: _call(pool, _reference_comparisons, designs[n], n, runs[n], cfg) for n in cfg.designs}
+        results: dict[str, Any] = {
+            "config": dataclasses.asdict(cfg),
+            "calibration": calib.as_dict(),
+            "validation": {},
+            "reference_gf": {},
+            "geometry": {},
+        }
+        figures: list[tuple[str, bytes]] = []
+        for opt, fut in main.items():
+            val: Validation = fut.result()
+            for row in val.rows:
+                row["in_sample"] = row["design"] == cal_name and opt == cal_opt
+            results["validation"][opt] = {
+                "status": val.status,
+                "message": val.message,
+                "alpha_rule": calib.alpha_rule,
+                "alpha": {r["design"]: r["alpha"] for r in val.rows},
+                "summary": val.summary,
+                "rows": val.rows,
+                "table": val.table(),
+            }
+            log(f"\n{opt}: predicted/measured, median [min-max] over seeds\n{val.table()}")
+            if out_dir is not None and cfg.figures:  # drawn here while the workers run the other parts
+                for name in cfg.designs:
+                    fname = f"strength_{_slug(name)}_{opt}.png"
+                    png = strength_figure(
+                        out_dir / fname, f"{name}, {opt}", designs[name], runs[name][opt], val.theories[name]
+                    )
+                    if png is not None:
+                        figures.append((f"{name}, {opt}", png))
+        results["alternatives"] = {}
+        for (rule, opt), fut in alts.items():
+            alt = fut.result()
+            results["alternatives"].setdefault(rule, {})[opt] = {
                 "status": alt.status,
                 "message": alt.message,
                 "summary": alt.summary,
@@ -405,141 +461,37 @@ def run_validation(
                 "table": alt.table(),
             }
             log(f"\n{opt}, alpha rule {rule!r}:\n{alt.table()}")
-    val_s = time.perf_counter() - t_val
-    for name in cfg.designs:
-        results["geometry"][name] = model_input_geometry(
-            [r for o in cfg.optimizers for r in runs[name][o]], designs[name]
-        ).as_dict()
-    t_ref = time.perf_counter()
-    if cfg.reference_gf:
+        val_s = time.perf_counter() - t_val
         for name in cfg.designs:
-            results["reference_gf"][name] = _reference_comparisons(designs[name], name, runs[name], cfg)
-    ref_s = time.perf_counter() - t_ref
+            results["geometry"][name] = model_input_geometry(
+                [r for o in cfg.optimizers for r in runs[name][o]], designs[name]
+            ).as_dict()
+        t_ref = time.perf_counter()
+        results["reference_gf"] = {n: fut.result() for n, fut in refs.items()}
+        ref_s = time.perf_counter() - t_ref
     results["stats"] = {
         "wall_time_s": time.perf_counter() - start,
         "train_s": train_s,
         "calibrate_s": cal_s,
         "validate_s": val_s,
         "reference_s": ref_s,
+        "workers": cfg.workers,
+        "cpu_s": _cpu_s() - cpu0,
     }
     results["markdown"] = markdown(results)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "validation.json", results)
         atomic_write_bytes(out_dir / "validation.md", results["markdown"].encode())
-        atomic_write_bytes(out_dir / "report.html", _html(results, figures).encode())
+        atomic_write_bytes(out_dir / "report.html", report_html(results, figures).encode())
     return results
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """The validation tables as markdown (also the body of ``validation.md``)."""
-    cal = results["calibration"]
-    p = cal["params"]
-    lines = [
-        "# Validation: calibrated on one design, predicted on the others",
-        "",
-        f"Calibration on **{cal['design']}** ({cal['family']} modified UFM, same clock): "
-        f"α = {_fmt(p.get('alpha'))}, β = {_fmt(p.get('beta'))}, radius {_fmt(p.get('normalize'))}, "
-        f"dim {p.get('dim')}, init std {_fmt(p.get('init_std'))}; strength RMS {_fmt(cal['objective'])}; "
-        f"status {cal['status']}{': ' + cal['message'] if cal['message'] else ''}.",
-        f"α on other designs: {cal['alpha_rule']} rule (α/β of the step-0 H Gram, "
-        f"{_fmt(cal['geometry']['alpha_over_beta'])} on the calibration design).",
-        "",
-        "Cells: median predicted/measured ratio over seeds [min–max]; `at step 0`: the phase is present "
-        "at initialisation (no ratio); `not in model` / `not in theory` / `in neither`: "
-        "the phase was not found.",
-        "",
-    ]
-    for opt, val in results["validation"].items():
-        lines += [f"## {opt}", "", val["table"], ""]
-        lines += ["α per design: " + ", ".join(f"{k} {v:.3g}" for k, v in val.get("alpha", {}).items()), ""]
-        if val["status"] != "ok":
-            lines += [f"status: {val['status']}: {val['message']}", ""]
-    for rule, by_opt in results.get("alternatives", {}).items():
-        for opt, val in by_opt.items():
-            lines += [f"## {opt}, α rule '{rule}'", "", val["table"], ""]
-            lines += ["α per design: " + ", ".join(f"{k} {v:.3g}" for k, v in val["alpha"].items()), ""]
-    geo = results.get("geometry", {})
-    if geo:
-        lines += [
-            "## Input geometry (step-0 H Gram)",
-            "",
-            "| design | α/β | R² | status |",
-            "|---|---|---|---|",
-        ]
-        for name, g in geo.items():
-            lines.append(f"| {name} | {_fmt(g['alpha_over_beta'])} | {_fmt(g['r2'])} | {g['status']} |")
-        lines.append("")
-    ref = results.get("reference_gf", {})
-    if ref:
-        lines += [
-            "## Published gradient-flow theory (ridge H, α = β = 1), W",
-            "",
-            "| design | optimizer | seed | clock | b | map status | W peak pred/meas "
-            "| W collapse pred/meas |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for name, r in ref.items():
-            if "runs" not in r:
-                lines.append(f"| {name} | – | – | – | – | {r.get('status')} | {r.get('message')} | |")
-                continue
-            for x in r["runs"]:
-                if "clock" not in x:
-                    lines.append(f"| {name} | {x['optimizer']} | {x['seed']} | – | – | {x['status']} | | |")
-                    continue
-                pw, mw = x["predicted_W"], x["measured_W"]
-                lines.append(
-                    f"| {name} | {x['optimizer']} | {x['seed']} | {x['clock']} | {_fmt(x['b'])} | "
-                    f"{x['map_status']} | {_fmt(pw['peak'])} / {_fmt(mw['peak'])} | "
-                    f"{_fmt(pw['collapse'])} / {_fmt(mw['collapse'])} |"
-                )
-        lines.append("")
-    st = results.get("stats", {})
-    lines.append(f"Wall time {_fmt(st.get('wall_time_s'))} s (training {_fmt(st.get('train_s'))} s).")
-    return "\n".join(lines) + "\n"
-
-
-def _html(results: dict[str, Any], figures: list[tuple[str, bytes]]) -> str:
-    body = []
-    for line in results["markdown"].splitlines():
-        if line.startswith("|") and set(line.replace("|", "").strip()) <= set("-"):
-            continue
-        if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
-            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-            continue
-        if body and body[-1].startswith("<tr>") and not line.startswith("|"):
-            body.append("</table>")
-        if line.startswith("<tr>"):
-            continue
-        if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    # Open each table before its first row.
-    out, in_table = [], False
-    for piece in body:
-        if piece.startswith("<tr>") and not in_table:
-            out.append("<table>")
-            in_table = True
-        if piece == "</table>":
-            in_table = False
-        out.append(piece)
-    if in_table:
-        out.append("</table>")
-    for title, png in figures:
-        out.append(
-            f'<figure><img src="{data_uri(png)}" alt="{html.escape(title)}"><figcaption>'
-            f"{html.escape(title)}: median and min–max band over seeds</figcaption></figure>"
-        )
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:.6em 0 1.4em;font-size:.9em}"
-        "td{border:1px solid #ccc;padding:.2em .5em}figure img{max-width:100%}"
-    )
-    return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>ufm validate</title>"
-        f"<style>{style}</style></head><body>{''.join(out)}</body></html>"
-    )
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its finished worker processes."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows: this process only
+        return time.process_time()
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
