@@ -38,6 +38,7 @@ from ufmtheory.trajectory import log_grid
 
 __all__ = [
     "METHODS",
+    "FLOW_METHODS",
     "SOLVERS",
     "DEFAULT_MAX_EVALS",
     "DEFAULT_SCALE",
@@ -58,6 +59,10 @@ __all__ = [
 SOLVERS = {"RK45": RK45, "DOP853": DOP853, "RK23": RK23, "LSODA": LSODA, "BDF": BDF, "Radau": Radau}
 METHODS = ("auto", *SOLVERS)
 """``"auto"`` and scipy's steppers, accepted by every flow solver."""
+
+FLOW_METHODS = (*METHODS, "gram")
+"""What :func:`ufmtheory.gradient_flow` accepts: :data:`METHODS` and ``"gram"`` (the exact Gram flow,
+:mod:`ufmtheory.solvers.gram_flow`)."""
 
 DEFAULT_MAX_EVALS = 200_000
 """Default cap on right-hand-side (gradient) evaluations per solve: the longest flows of the test suite and
@@ -86,9 +91,9 @@ def check_tolerances(rtol: Any, atol: Any) -> tuple[float, float]:
     return _validate.tolerance("rtol", rtol), _validate.tolerance("atol", atol)
 
 
-def check_method(method: Any) -> str:
-    """``method``: ``"auto"`` or one of scipy's steppers (:data:`METHODS`)."""
-    return _validate.choice("method", method, METHODS)
+def check_method(method: Any, allowed: tuple[str, ...] = METHODS) -> str:
+    """``method``: one of ``allowed`` (default :data:`METHODS`: ``"auto"`` or one of scipy's steppers)."""
+    return _validate.choice("method", method, allowed)
 
 
 def check_max_evals(max_evals: Any) -> int | None:
@@ -220,6 +225,7 @@ def aligned_coefficients(
     return w0, h0
 
 
+_IMPLICIT = ("LSODA", "BDF", "Radau")
 _STALL_REL = 1e-13
 _STALL_STEPS = 100
 
@@ -246,6 +252,7 @@ def integrate(
     max_evals: int | None,
     variable: str = "s",
     progress: Callable[[float], None] | None = None,
+    jac: Callable[[float, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[str, str, int]:
     """Integrate ``dy/ds = rhs(s, y)`` from ``s = 0`` to ``s1``, calling ``record(y)`` at each ``s_eval``.
 
@@ -263,11 +270,16 @@ def integrate(
         max_evals: cap on ``rhs`` evaluations (``None``: none).
         variable: the name of ``s`` in messages (``"s"`` for log-time, ``"t"``).
         progress: called with the current ``s`` after each step.
+        jac: optional Jacobian ``d rhs/dy: (n, n)`` of the right-hand side, handed to the implicit steppers
+            (LSODA, BDF, Radau) instead of their finite differences (which cost ``n`` evaluations each);
+            ``ValueError`` with an explicit stepper, which would ignore it.
 
     Returns:
         ``(status, message, n_evals)`` with status ``"ok"``, ``"max_evals"``, ``"nonfinite"`` (a non-finite
         derivative or state) or ``"failed"`` (the stepper gave up; its message).
     """
+    if jac is not None and method not in _IMPLICIT:
+        raise ValueError(f"jac applies to the implicit steppers {_IMPLICIT}, not to method={method!r}")
     n_evals = 0
 
     def counted(s: float, y: np.ndarray) -> np.ndarray:
@@ -288,7 +300,8 @@ def integrate(
     # retry forever near one point); it ends the run instead of exhausting max_evals slowly.
     tiny, stalled = _STALL_REL * max(1.0, abs(s1)), 0
     try:
-        solver = SOLVERS[method](counted, 0.0, y0, s1, rtol=rtol, atol=atol)
+        extra = {} if jac is None else {"jac": jac}
+        solver = SOLVERS[method](counted, 0.0, y0, s1, rtol=rtol, atol=atol, **extra)
         while solver.status == "running":
             step_message = solver.step()
             if solver.status == "failed":

@@ -24,16 +24,17 @@ from ufmtheory._results import finish, make_stats
 from ufmtheory.models import Problem
 from ufmtheory.solvers._frontend import (
     DEFAULT_MAX_EVALS,
+    FLOW_METHODS,
     check_max_evals,
     check_method,
     check_t1,
     check_tolerances,
-    choose_method,
     integrate,
     resolve_init,
     resolve_saveat,
     step_grid,
 )
+from ufmtheory.solvers.gram_flow import check_gram_problem, choose_flow_method, solve_gram_flow
 from ufmtheory.trajectory import Trajectory
 
 __all__ = ["gradient_flow", "gradient_descent"]
@@ -142,12 +143,17 @@ def gradient_flow(
         saveat: times at which Grams are saved: an array in ``[0, t1]``, an int ``n`` (``log_grid(t1, n)``),
             or ``None`` (``log_grid(t1)``: 0 and 200 log-spaced times).
         method: ``"auto"`` (default: LSODA for problems with at most 1000 parameters, which handles the
-            stiff late phase of regularised and soft-label flows; DOP853 above that) or one of scipy's
-            ``solve_ivp`` methods: RK45, DOP853 (efficient at tight tolerances), RK23, LSODA, BDF, Radau.
+            stiff late phase of regularised and soft-label flows; above that ``"gram"`` when the flow is
+            stiff and the Gram state is small, see :func:`~ufmtheory.solvers.gram_flow.choose_flow_method`,
+            else DOP853), ``"gram"`` (the exact flow of the Grams ``W Wᵀ``, ``EᵀE``, ``W E`` with an
+            analytic Jacobian, LSODA; UFM and unnormalised ModifiedUFM with ``dim >= V + n``; its cost does
+            not depend on d; no parameters, so not with ``save_params``) or one of scipy's ``solve_ivp``
+            methods: RK45, DOP853 (efficient at tight tolerances), RK23, LSODA, BDF, Radau.
         rtol: relative tolerance of the integrator, in (0, 1).
         atol: absolute tolerance of the integrator, in (0, 1).
         log_time: integrate in ``s = ln(1 + t)`` (default), which keeps step counts logarithmic in ``t1``.
-        save_params: also store the parameters at every saved time (``Trajectory.params``).
+        save_params: also store the parameters at every saved time (``Trajectory.params``; not with
+            ``method="gram"``: ``ValueError``; ``"auto"`` then stays on the parameter flow).
         progress: show a tqdm progress bar (in units of the integration variable).
         max_evals: stop with status ``"max_evals"`` after this many gradient evaluations (default 200 000;
             ``None``: no cap).
@@ -168,19 +174,48 @@ def gradient_flow(
     """
     problem = check_problem(problem)
     t1 = check_t1(t1)
-    method = check_method(method)
+    method = check_method(method, FLOW_METHODS)
     rtol, atol = check_tolerances(rtol, atol)
     max_evals = check_max_evals(max_evals)
     log_time = _validate.flag("log_time", log_time)
+    save_params = _validate.flag("save_params", save_params)
+    if method == "gram":
+        if save_params:
+            raise ValueError(
+                "save_params=True needs the parameter flow: method='gram' evolves only the Grams W Wᵀ, EᵀE"
+                " and W E, which fix the parameters up to a rotation (use another method)"
+            )
+        check_gram_problem(problem)  # ValueError for problems without a (stable) Gram flow, before any work
     ts = resolve_saveat(saveat, t1)
     theta0 = resolve_init(problem, init, scale)
-    method = choose_method(method, theta0.size)
+    method = choose_flow_method(method, problem, theta0.size, save_params)
 
     bar = _progress_bar(
         progress,
         math.log1p(t1) if log_time else t1,
         "gradient flow, ln(1+t)" if log_time else "gradient flow, t",
     )
+    if method == "gram":
+        done = False
+        try:
+            traj = solve_gram_flow(
+                problem,
+                theta0,
+                t1,
+                ts,
+                rtol=rtol,
+                atol=atol,
+                max_evals=max_evals,
+                log_time=log_time,
+                progress=None if bar is None else (lambda s: _advance(bar, s)),
+            )
+            done = traj.status == "ok"
+        finally:
+            if bar is not None:
+                if done:
+                    _advance(bar, bar.total)
+                bar.close()
+        return finish(traj, throw)
 
     def rhs(s: float, theta: np.ndarray) -> np.ndarray:
         _, g = problem.flat_loss_and_grad(theta)
