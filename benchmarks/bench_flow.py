@@ -21,7 +21,14 @@ What is measured, side by side in one run (DESIGN.md, "Performance expectations"
    matmul GFLOP/s (256³ and 1024³) measured interleaved in the same run.
 3. Peak memory: tracemalloc peak of the flow call and ``getrusage`` max RSS at each stage.
 
-Run: ``.venv/bin/python benchmarks/bench_flow.py [--K 256] [--t1 1e3] [--out PATH] [--quick]``.
+4. The soft-label case (issue 10): ``UFM(design, dim=128)`` on 16 contexts over 30 tokens, each context's
+   next-token support a random 3-8 tokens with Dirichlet probabilities (seed 0; 5,888 parameters), from the
+   default start to ``t1 = 1e8``: the exact Gram flow (``method="auto"`` picks ``"gram"``) — wall and CPU
+   time, evaluations, Jacobians, its Gram error against a rtol=1e-10 Gram flow — and, for contrast, the
+   parameter flow (DOP853) under an evaluation cap: how far it gets and how it agrees with the Gram flow at
+   the last time both saved. ``--soft-only`` runs just this part (JSON ``bench_flow_soft``).
+
+Run: ``.venv/bin/python benchmarks/bench_flow.py [--K 256] [--t1 1e3] [--out PATH] [--quick] [--soft-only]``.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import os
 import statistics
 import sys
 import time
@@ -488,6 +496,110 @@ def stage_gd(prob: ut.UFM, init: dict, args: argparse.Namespace, flow: ut.Trajec
     return res
 
 
+# -- soft labels: the exact Gram flow ---------------------------------------------------------------------
+def soft_label_design(seed: int = 0, m: int = 16, V: int = 30) -> ut.Design:
+    """``m`` contexts over ``V`` tokens; each context's support is a random 3-8 tokens with Dirichlet(1)
+    probabilities (overlapping supports, as in the public NTP-UFM code's small dataset)."""
+    rng = np.random.default_rng(seed)
+    P = np.zeros((m, V))
+    for j in range(m):
+        k = int(rng.integers(3, 9))
+        P[j, rng.choice(V, size=k, replace=False)] = rng.dirichlet(np.ones(k))
+    return ut.designs.from_distributions(P)
+
+
+def _timed_flow(prob: ut.UFM, t1: float, **kw: Any) -> tuple[ut.Trajectory, float, float]:
+    gc.collect()
+    cpu0, start = time.process_time(), time.perf_counter()
+    traj = ut.gradient_flow(prob, t1, **kw)
+    return traj, time.perf_counter() - start, time.process_time() - cpu0
+
+
+def stage_soft_label(args: argparse.Namespace) -> dict[str, Any]:
+    """Gram flow to ``--soft-t1``, its accuracy, and the capped parameter flow for contrast."""
+    prob = ut.UFM(soft_label_design(args.seed), dim=args.soft_dim)
+    t1, loads = args.soft_t1, {"start": load_average()}
+    foreign = ForeignLoad()
+    gram, wall, cpu = _timed_flow(prob, t1)  # method="auto"
+    if gram.method != "gram-LSODA" or not gram.ok:
+        raise RuntimeError(
+            f"auto did not run the Gram flow to t1: {gram.method} {gram.status} {gram.message}"
+        )
+    out: dict[str, Any] = {
+        "problem": f"UFM(soft_label_design(seed={args.seed}), dim={args.soft_dim}): 16 contexts, 30 tokens",
+        "n_params": prob.n_params,
+        "t1": t1,
+        "gram_flow": {
+            "method": gram.method,
+            "status": gram.status,
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "evaluations": gram.stats["n_evals"],
+            "jacobians": gram.stats["n_jac"],
+            "state_size": gram.stats["state_size"],
+            "saved": int(gram.ts.size),
+            "loss_t1": float(gram.loss[-1]),
+            "foreign_cpu_fraction": foreign.fraction(),
+        },
+    }
+    log(
+        f"  soft gram   {gram.stats['n_evals']} evals, {gram.stats['n_jac']} Jacobians, {wall:.1f} s"
+        f" ({cpu:.1f} s CPU)"
+    )
+    if not args.quick:
+        ref, ref_wall, _ = _timed_flow(prob, t1, method="gram", saveat=[0.0, t1], rtol=1e-10, atol=1e-12)
+        out["gram_flow"]["err_vs_rtol_1e-10"] = gram_errors(
+            gram.gram_H[-1], gram.gram_W[-1], ref.gram_H[-1], ref.gram_W[-1]
+        )
+        out["gram_flow"]["reference_wall_s"] = ref_wall
+    param, pwall, pcpu = _timed_flow(prob, t1, method="DOP853", max_evals=args.soft_cap)
+    k = int(param.ts.size) - 1  # the last time both runs saved (same default grid)
+    out["parameter_flow"] = {
+        "method": param.method,
+        "max_evals": args.soft_cap,
+        "status": param.status,
+        "t_reached": float(param.ts[-1]),
+        "wall_s": pwall,
+        "cpu_s": pcpu,
+        "evaluations": param.stats["n_evals"],
+        "gram_flow_err_at_t_reached": gram_errors(
+            gram.gram_H[k], gram.gram_W[k], param.gram_H[k], param.gram_W[k]
+        ),
+    }
+    loads["end"] = load_average()
+    out["load_average"] = loads
+    out["blas_thread_env"] = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    log(
+        f"  soft param  DOP853 {param.status} at t = {param.ts[-1]:.3g} after {param.stats['n_evals']} evals,"
+        f" {pwall:.1f} s"
+    )
+    return out
+
+
+def soft_label_rows(sl: dict[str, Any]) -> list[tuple[str, str]]:
+    g, p = sl["gram_flow"], sl["parameter_flow"]
+    rows = [
+        ("soft labels", f"{sl['problem']}, {sl['n_params']} parameters, t1={sl['t1']:g}"),
+        (
+            f"  Gram flow ({g['method']})",
+            f"{g['wall_s']:.2f} s wall, {g['cpu_s']:.2f} s CPU, {g['evaluations']} evals, {g['jacobians']} "
+            f"Jacobians, state {g['state_size']}, {g['status']}",
+        ),
+    ]
+    if "err_vs_rtol_1e-10" in g:
+        rows.append(("  Gram err vs rtol=1e-10", f"{g['err_vs_rtol_1e-10']['max']:.2e}"))
+    rows += [
+        (
+            f"  parameter flow ({p['method']})",
+            f"{p['status']} at t = {p['t_reached']:.3g} after {p['evaluations']} evals (cap "
+            f"{p['max_evals']}), {p['wall_s']:.2f} s wall",
+        ),
+        ("  Gram vs parameter flow there", f"{p['gram_flow_err_at_t_reached']['max']:.2e}"),
+        ("  load average start / end", f"{sl['load_average']['start']} / {sl['load_average']['end']}"),
+    ]
+    return rows
+
+
 def summarize(flow: dict, ref: dict, rates: dict, gd: dict, tol: float) -> dict[str, Any]:
     ratio = gd["wall_s"] / flow["wall_s_median"]
     inter = gd["interleaved"]["ratio_best"]
@@ -528,11 +640,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate-rounds", type=int, default=5, help="interleaved GFLOP/s rounds")
     p.add_argument("--rate-time", type=float, default=0.25, help="seconds per GFLOP/s block")
     p.add_argument("--max-gd-steps", type=int, default=2_000_000)
+    p.add_argument("--soft-only", action="store_true", help="run only the soft-label Gram-flow case")
+    p.add_argument("--soft-dim", type=int, default=128, help="soft-label case: feature dim (128)")
+    p.add_argument("--soft-t1", type=float, default=1e8, help="soft-label case: final time (1e8)")
+    p.add_argument("--soft-cap", type=int, default=200_000, help="soft-label case: parameter-flow max_evals")
     p.add_argument("--_cold-grad", dest="cold_grad", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.K, args.t1, args.tol, args.repeats = 32, 1e2, 1e-2, 1
         args.interleave_rounds, args.rate_rounds, args.rate_time = 2, 2, 0.1
+        args.soft_t1, args.soft_cap = 1e4, 5000
     args.t1 = float(args.t1)
     return args
 
@@ -545,6 +662,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_default_dtype(torch.float64)
     if args.quick:
         torch.set_num_threads(1)  # a smoke test on a shared machine: no thread pool waiting for a core
+    if args.soft_only:
+        log(f"bench_flow --soft-only: soft-label UFM, d={args.soft_dim}, t1={args.soft_t1:g}")
+        soft = {"benchmark": "bench_flow_soft", "timestamp": timestamp(), "machine": machine_info()}
+        soft["soft_label"] = stage_soft_label(args)
+        print_rows(soft_label_rows(soft["soft_label"]))
+        write_json(output_path(args, "bench_flow_soft"), soft)
+        return soft
     started, K = time.perf_counter(), args.K
     prob = ut.UFM(ut.designs.factorial((K,)), dim=K, lam_W=args.lam, lam_H=args.lam)
     init = ut.init.small(prob, args.scale, seed=args.seed)
@@ -606,6 +730,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "load_average": loads,
         "total_wall_s": time.perf_counter() - started,
     }
+    result["soft_label"] = stage_soft_label(args)
+    result["total_wall_s"] = time.perf_counter() - started
     print_table(result)
     write_json(output_path(args, "bench_flow"), result)
     return result
@@ -686,6 +812,8 @@ def print_table(r: dict[str, Any]) -> None:
         "GD timed run": g["foreign_cpu_fraction"],
         "interleaved": il["foreign_cpu_fraction"],
     }
+    if "soft_label" in r:
+        rows += soft_label_rows(r["soft_label"])
     foreign = {k: v for k, v in foreign.items() if v is not None}
     footer = f"total benchmark time {r['total_wall_s']:.1f} s\nCPU share taken by other processes: "
     footer += ", ".join(f"{k} {100 * v:.0f} %" for k, v in foreign.items())
