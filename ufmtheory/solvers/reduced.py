@@ -28,7 +28,8 @@ from ufmtheory.solvers._frontend import (
     integrate,
     resolve_saveat,
 )
-from ufmtheory.solvers.reduced_rhs import for_scheme
+from ufmtheory.solvers.normalised_limit import exact_scale, late_limit
+from ufmtheory.solvers.reduced_rhs import for_scheme, offdiag_softmax
 from ufmtheory.trajectory import Trajectory
 
 __all__ = [
@@ -374,12 +375,24 @@ def reduced_solve(
         )
         wall = time.perf_counter() - start
         Y = np.array(saved) if saved else np.concatenate([w0, h0])[None, :]
+        limit: dict[str, Any] = {}
+        if radius is not None and rp.ridge == "E" and lam_X > 0 and saved:  # ‖E‖ = e^{-λt}‖E(0)‖ exactly
+            limit["scale_correction"] = exact_scale(
+                Y, ts, kappa, np.array(sch.ranks, dtype=np.float64), lam_X
+            )
+        if status != "ok" and radius is not None and lam_X > 0 and saved:
+            # Normalised features with a ridge turn infinitely stiff late (docs: modified_ufm.md).
+            status, message, Y, more = late_limit(fn, kappa, lam_W, lam_X, radius, ts, Y, status, message)
+            limit.update(more)
         T = Y.shape[0]
         w, h_raw = Y[:, :n_S], Y[:, n_S:]
         h = feature_coefficients(sch, h_raw, radius)
+        if "adiabatic_from" in limit:  # the raw scale may underflow in the tail; the direction is fixed
+            h[limit["saved_integrated"] :] = h[limit["saved_integrated"] - 1]
         loss = np.array(
             [
-                fn.softmax(w[i], h_raw[i], radius)[1] + fn.penalty(w[i], h_raw[i], kappa, lam_W, lam_X)
+                offdiag_softmax((w[i] * h[i]) @ fn.table, fn.counts)[1]
+                + fn.penalty(w[i], h_raw[i], kappa, lam_W, lam_X)
                 for i in range(T)
             ]
         )
@@ -389,6 +402,8 @@ def reduced_solve(
     stats = make_stats(
         n_evals, wall, saved=T, log_time=True, rtol=rtol, atol=atol, n_S=n_S, n_r=sch.n_r, K=sch.K
     )
+    if limit:
+        stats["late_limit"] = limit
     if structured is None:
         structured = sch.K > MATERIALISE_MAX_K or 2 * T * sch.K**2 * 8 > _MATERIALISE_MAX_BYTES
     if structured:
