@@ -14,7 +14,8 @@ atol=1e-12, method "auto": LSODA under ridge) plus its metric curves from the co
 Stages (DESIGN.md, "Performance expectations": side by side in one run, as ratios):
 
 1. **1000×1000 (K = 10⁶), reduced only**, in a fresh subprocess (so ``ru_maxrss`` is its own): the first
-   call (sympy import, derivation + lambdify of the scheme's equations, solve, metrics; untraced), warm calls
+   call (building the scheme's numpy equations — before 0.2 the sympy import, derivation + lambdify — solve,
+   metrics; untraced), warm calls
    (median), and traced re-runs for the tracemalloc peak (cold, compilation included, and warm). With ridge
    on H the origin is stable when ``λ ≥ 1/K`` (the mode matrix ``[[-λ, g], [κg, -κλ]]`` at ``g = 1/K`` has
    determinant ``κ(λ² - g²)``; ridge on E: ``λ ≥ sqrt(κ)/K``), so ``λ = 1e-3`` at K = 10⁶ has no semantic
@@ -89,11 +90,80 @@ QUICK_GRID = (3, 4, 6)
 
 # -- helpers ---------------------------------------------------------------------------------------------
 def clear_compile_cache() -> None:
-    """Forget the lambdified reduced equations (the next reduced call derives and compiles again). Imports
-    sympy (through ufmtheory.solvers.symbolic) if it is not loaded yet."""
-    from ufmtheory.solvers import symbolic
+    """Forget the reduced equations built for each scheme (numpy since 0.2: nothing to derive; sympy is no
+    longer on the solver's path)."""
+    from ufmtheory.solvers import reduced_rhs
 
-    symbolic._compile.cache_clear()
+    reduced_rhs._CACHE.clear()
+
+
+# -- stage 0: predict_phases through the natural API, in a fresh process ------------------------------------
+PREDICT_CALL = (
+    "ut.predict_phases(ut.ModifiedUFM(ut.designs.factorial((1000, 1000)), dim=10**6, alpha=1.0, beta=1.0,"
+    " lam_W=9e-9, lam_H=9e-9))"
+)
+
+
+def predict_main(args: argparse.Namespace) -> None:
+    """Runs in a fresh subprocess (possibly against an older checkout on PYTHONPATH): one JSON line."""
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    design = ut.designs.factorial((1000, 1000))
+    prob = ut.ModifiedUFM(design, dim=10**6, alpha=1.0, beta=1.0, lam_W=9e-9, lam_H=9e-9)
+    ph = ut.predict_phases(prob)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    emit(
+        {
+            "package": os.path.dirname(ut.__file__),
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "maxrss_mib": maxrss_mib(),
+            "sympy_loaded": "sympy" in sys.modules,
+            "status": ph.status,
+            "evaluations": ph.stats["n_evals"],
+            "attempts": ph.stats["attempts"],
+            "times": ph.times,
+            "peak_strength": ph.peak_strength,
+            "load_average": load_average(),
+        }
+    )
+
+
+def run_predict(args: argparse.Namespace) -> dict[str, Any]:
+    """The predict_phases call in fresh processes: this checkout (``--predict-repeats`` times) and, with
+    ``--before PATH`` (an older checkout's root, e.g. ``git worktree``), that one alternately."""
+    import json
+    import subprocess
+
+    def once(path: str | None) -> dict[str, Any]:
+        env = dict(os.environ)
+        if path:
+            env["PYTHONPATH"] = path
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, __file__, "--_predict"], capture_output=True, text=True, env=env, check=False
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"predict worker ({path or 'this checkout'}) failed:\n{proc.stderr[-4000:]}")
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        out["process_wall_s"] = time.perf_counter() - t0  # interpreter start + imports + the call
+        return out
+
+    runs: dict[str, list[dict[str, Any]]] = {"after": []}
+    if args.before:
+        runs["before"] = []
+    for _ in range(args.predict_repeats):
+        for name in runs:
+            runs[name].append(once(args.before if name == "before" else None))
+    summary = {}
+    for name, rs in runs.items():
+        summary[name] = {
+            "wall_s_median": statistics.median(r["wall_s"] for r in rs),
+            "cpu_s_median": statistics.median(r["cpu_s"] for r in rs),
+            "process_wall_s_median": statistics.median(r["process_wall_s"] for r in rs),
+            "maxrss_mib_max": max(r["maxrss_mib"] for r in rs),
+            "runs": rs,
+        }
+    return {"call": PREDICT_CALL, **summary}
 
 
 def equal_init(n_S: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +216,7 @@ def bench_reduced(A: int, lam: float, t1: float, scale: float, repeats: int) -> 
     init = equal_init(rp.scheme.n_S, scale)
     gc.collect()
     clear_compile_cache()
-    first = run_reduced_once(rp, t1, init)  # includes the sympy derivation + lambdify of this scheme
+    first = run_reduced_once(rp, t1, init)  # includes building this scheme's equations
     warm = [run_reduced_once(rp, t1, init) for _ in range(repeats)]
     gc.collect()
     tracemalloc.start()
@@ -295,17 +365,16 @@ def big_main(args: argparse.Namespace) -> None:
         "sympy_loaded_before_first_call": "sympy" in sys.modules,
     }
     runs = {}
-    for name, lam, t1 in (  # the benchmarked run first: its first call is cold (no sympy caches warm)
+    for name, lam, t1 in (  # the benchmarked run first: its first call is cold (no caches warm)
         ("benchmark", args.lam * 9.0 / K, args.big_t1),
         ("control_lam_1e-3", args.lam, 1e6),
     ):
         rp = reduced_problem(A, lam)
         init = equal_init(rp.scheme.n_S, args.scale)
-        if "sympy" in sys.modules:
-            clear_compile_cache()  # every run starts with the derivation + lambdify of its equations
+        clear_compile_cache()  # every run starts by building its equations
         gc.collect()
         # Untraced (tracemalloc slows this Python-bound loop ~5x). The benchmarked run comes first in this
-        # fresh process, so its first call also pays the sympy import.
+        # fresh process, so its first call also pays any one-off imports.
         first = run_reduced_once(rp, t1, init)
         warm = [run_reduced_once(rp, t1, init) for _ in range(args.repeats)]
         peaks = []
@@ -347,10 +416,9 @@ def big_main(args: argparse.Namespace) -> None:
 
 
 def big_cold_trace_main(args: argparse.Namespace) -> None:
-    """Runs in a fresh subprocess: tracemalloc peak of the very first 1000×1000 call, sympy import and the
+    """Runs in a fresh subprocess: tracemalloc peak of the very first 1000×1000 call, one-off imports and the
     derivation of the equations included (nothing reduced-flow related is loaded before). One JSON line."""
     A = args.big_A
-    assert "sympy" not in sys.modules
     rp = reduced_problem(A, args.lam * 9.0 / (A * A))
     init = equal_init(rp.scheme.n_S, args.scale)
     gc.collect()
@@ -472,8 +540,10 @@ NOTES = (
     "untraced in a fresh subprocess per size (ru_maxrss is that process's own; maxrss_delta is its growth "
     "during the flow, mostly the 2 x 201 saved K x K Grams); their tracemalloc peak comes from a second, "
     "traced run, only for sizes under --trace-below seconds. Reduced timings: median of untraced warm runs "
-    "(solve + H and W metric curves); 'first' includes the sympy derivation and lambdify of that scheme's "
-    "equations (cached per process, one per A); tracemalloc peaks from separate traced runs."
+    "(solve + H and W metric curves); 'first' includes building that scheme's numpy equations (no sympy "
+    "since 0.2; before, the sympy derivation and lambdify); tracemalloc peaks from separate traced runs. "
+    "Stage 0 runs predict_phases through the natural API in fresh processes, with --before PATH also an "
+    "older checkout (side by side, alternating)."
 )
 
 
@@ -489,7 +559,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=3, help="warm reduced runs (median)")
     ap.add_argument("--trace-below", type=float, default=10.0, help="trace full flows faster than this (s)")
     ap.add_argument("--blas-threads", default="1", help="BLAS threads (set before numpy import)")
-    for hidden in ("--_big", "--_full", "--_big_cold_trace"):  # worker modes (subprocesses)
+    ap.add_argument("--before", default=None, help="older checkout root: predict_phases before/after")
+    ap.add_argument("--predict-repeats", type=int, default=3, help="fresh processes per predict_phases case")
+    ap.add_argument("--predict-only", action="store_true", help="stage 0 only (predict_phases, ~30 s)")
+    for hidden in ("--_big", "--_full", "--_big_cold_trace", "--_predict"):  # worker modes (subprocesses)
         ap.add_argument(hidden, action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--full-A", type=int, default=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -501,7 +574,13 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    for flag, worker in (("_big", big_main), ("_full", full_main), ("_big_cold_trace", big_cold_trace_main)):
+    workers = (
+        ("_big", big_main),
+        ("_full", full_main),
+        ("_big_cold_trace", big_cold_trace_main),
+        ("_predict", predict_main),
+    )
+    for flag, worker in workers:
         if getattr(args, flag):
             worker(args)
             return
@@ -525,6 +604,18 @@ def main() -> None:
             "repeats": args.repeats,
         },
     }
+    log("stage 0: predict_phases on 1000x1000 through the natural API (fresh processes)")
+    result["predict"] = run_predict(args)
+    for name in ("before", "after"):
+        if name in result["predict"]:
+            p = result["predict"][name]
+            wall, cpu, rss = p["wall_s_median"], p["cpu_s_median"], p["maxrss_mib_max"]
+            log(f"  {name}: wall {wall:.2f} s, cpu {cpu:.2f} s, {rss:.0f} MiB")
+    if args.predict_only:
+        result["load_average_end"] = load_average()
+        print_predict(result)
+        write_json(output_path(args, "bench_reduced_predict"), result)
+        return
     log(f"stage 1: reduced flow on {args.big_A}x{args.big_A} (subprocess)")
     result["big"] = run_big(args)
     b = result["big"]["runs"]["benchmark"]
@@ -557,7 +648,27 @@ def main() -> None:
     write_json(output_path(args, "bench_reduced"), result)
 
 
+def print_predict(res: dict[str, Any]) -> None:
+    pr = res["predict"]
+    n = len(pr["after"]["runs"])
+    print(f"\n{pr['call']}\nfresh processes (median of {n}); load {res['load_average_start']}")
+    print(
+        f"{'':>7} {'wall s':>7} {'cpu s':>6} {'proc s':>7} {'MiB':>5} {'evals':>6} {'sympy':>5}"
+        f" {'collapse':>10} {'etf':>10}"
+    )
+    for name in ("before", "after"):
+        if name in pr:
+            p, r = pr[name], pr[name]["runs"][0]
+            print(
+                f"{name:>7} {p['wall_s_median']:7.2f} {p['cpu_s_median']:6.2f}"
+                f" {p['process_wall_s_median']:7.2f}"
+                f" {p['maxrss_mib_max']:5.0f} {r['evaluations']:6d} {r['sympy_loaded']!s:>5}"
+                f" {fmt(r['times']['collapse'], '10.4g')} {fmt(r['times']['etf_time'], '10.4g')}"
+            )
+
+
 def print_table(res: dict[str, Any]) -> None:
+    print_predict(res)
     cfg = res["config"]
     print(f"\nreduced vs full flow: ModifiedUFM A×A, ridge H, lam={cfg['lam']}, t1={cfg['t1']:g}")
     print(f"load average start {res['load_average_start']}, end {res['load_average_end']}")
@@ -588,9 +699,9 @@ def print_table(res: dict[str, Any]) -> None:
             f" (lam*K={b['lam_times_K']:.3g}), t1={b['t1']:g}, {b['evaluations']} evals ({b['method']})"
         )
         print(
-            f"  wall: warm {b['wall_s']:.3f} s (solve {b['wall_solve_s']:.3f} s), first call (sympy import"
-            f" + derivation) {b['wall_first_s']:.3f} s; tracemalloc warm {b['tracemalloc_peak_mib']:.2f} MiB,"
-            f" re-derived {b['tracemalloc_peak_first_mib']:.1f} MiB; process maxrss {b['maxrss_mib']:.0f} MiB"
+            f"  wall: warm {b['wall_s']:.3f} s (solve {b['wall_solve_s']:.3f} s), first call (equations"
+            f" built) {b['wall_first_s']:.3f} s; tracemalloc warm {b['tracemalloc_peak_mib']:.2f} MiB,"
+            f" rebuilt {b['tracemalloc_peak_first_mib']:.1f} MiB; process maxrss {b['maxrss_mib']:.0f} MiB"
         )
         p = b["phases_H"]
         if not p["peak_strength"] > 0.05:
@@ -604,7 +715,7 @@ def print_table(res: dict[str, Any]) -> None:
         )
     ct = big["cold_traced"]
     print(
-        f"\n{big['A']}x{big['A']}, first call of a fresh process under tracemalloc (sympy import, derivation,"
+        f"\n{big['A']}x{big['A']}, first call of a fresh process under tracemalloc (equations built,"
         f" solve, metrics): peak {ct['tracemalloc_peak_cold_mib']:.1f} MiB,"
         f" process maxrss {ct['maxrss_mib']:.0f} MiB"
     )
