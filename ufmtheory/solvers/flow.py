@@ -29,6 +29,7 @@ from ufmtheory.solvers._frontend import (
     check_method,
     check_t1,
     check_tolerances,
+    dense_snapshots,
     integrate,
     resolve_init,
     resolve_saveat,
@@ -127,6 +128,7 @@ def gradient_flow(
     atol: float = 1e-10,
     log_time: bool = True,
     save_params: bool = False,
+    dense_output: bool = False,
     progress: bool = False,
     max_evals: int | None = DEFAULT_MAX_EVALS,
     throw: bool = False,
@@ -154,6 +156,11 @@ def gradient_flow(
         log_time: integrate in ``s = ln(1 + t)`` (default), which keeps step counts logarithmic in ``t1``.
         save_params: also store the parameters at every saved time (``Trajectory.params``; not with
             ``method="gram"``: ``ValueError``; ``"auto"`` then stays on the parameter flow).
+        dense_output: keep the integrator's continuous output (``Trajectory.dense``), so that
+            ``Trajectory.at(t)`` is accurate to the solver's tolerance at any ``t``, not only at saved times
+            (the saved-grid interpolation is O(h⁴): ~1e-4 relative between the default 201 points of a fast
+            flow). Costs the dense output on every step (DOP853: 3 more evaluations per step) and about
+            8 × n_params floats per step of memory; in memory only (not written by ``Trajectory.save``).
         progress: show a tqdm progress bar (in units of the integration variable).
         max_evals: stop with status ``"max_evals"`` after this many gradient evaluations (default 200 000;
             ``None``: no cap).
@@ -179,6 +186,7 @@ def gradient_flow(
     max_evals = check_max_evals(max_evals)
     log_time = _validate.flag("log_time", log_time)
     save_params = _validate.flag("save_params", save_params)
+    dense_output = _validate.flag("dense_output", dense_output)
     if method == "gram":
         if save_params:
             raise ValueError(
@@ -207,6 +215,7 @@ def gradient_flow(
                 atol=atol,
                 max_evals=max_evals,
                 log_time=log_time,
+                dense_output=dense_output,
                 progress=None if bar is None else (lambda s: _advance(bar, s)),
             )
             done = traj.status == "ok"
@@ -226,6 +235,7 @@ def gradient_flow(
     s_eval = np.clip(np.log1p(ts) if log_time else ts, 0.0, s1)
     start = time.perf_counter()
     recorder = _Recorder(problem, s_eval.size, save_params)
+    segments: list[tuple[float, float, Any]] | None = [] if dense_output else None
     status, message, n_evals = "failed", "interrupted", 0
     try:
         status, message, n_evals = integrate(
@@ -240,6 +250,7 @@ def gradient_flow(
             max_evals=max_evals,
             variable="s" if log_time else "t",
             progress=None if bar is None else (lambda s: _advance(bar, s)),
+            segments=segments,
         )
     finally:
         if bar is not None:
@@ -266,6 +277,7 @@ def gradient_flow(
         method=method,
         meta=problem.describe(),
         params=data["params"],
+        dense=None if not segments else dense_snapshots(segments, log_time, lambda y: _snapshot(problem, y)),
     )
     return finish(traj, throw)
 

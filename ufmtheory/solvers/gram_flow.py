@@ -42,7 +42,7 @@ import numpy as np
 
 from ufmtheory._results import make_stats
 from ufmtheory.models import UFM, ModifiedUFM, log_softmax_columns
-from ufmtheory.solvers._frontend import AUTO_STIFF_MAX_PARAMS, choose_method, integrate
+from ufmtheory.solvers._frontend import AUTO_STIFF_MAX_PARAMS, choose_method, dense_snapshots, integrate
 from ufmtheory.trajectory import Trajectory
 
 __all__ = [
@@ -385,6 +385,7 @@ def solve_gram_flow(
     max_evals: int | None,
     log_time: bool,
     progress: Callable[[float], None] | None = None,
+    dense_output: bool = False,
 ) -> Trajectory:
     """Integrate the Gram flow of ``problem`` from the parameters ``theta0: (n_params,)`` to ``t1``, saving at
     ``ts: (T,)`` (checked by the caller, :func:`ufmtheory.gradient_flow`); not yet passed through ``finish``.
@@ -426,6 +427,7 @@ def solve_gram_flow(
     s1 = math.log1p(t1) if log_time else t1
     s_eval = np.clip(np.log1p(ts) if log_time else ts, 0.0, s1)
     start = time.perf_counter()
+    segments: list[tuple[float, float, Any]] | None = [] if dense_output else None
     status, message, n_evals = integrate(
         rhs,
         y0,
@@ -439,6 +441,7 @@ def solve_gram_flow(
         variable="s" if log_time else "t",
         progress=progress,
         jac=jac,
+        segments=segments,
     )
     wall = time.perf_counter() - start
     if count == 0:
@@ -460,4 +463,7 @@ def solve_gram_flow(
         time_unit="gf",
         method=f"gram-{GRAM_STEPPER}",
         meta=problem.describe(),
+        dense=None
+        if not segments
+        else dense_snapshots(segments, log_time, lambda y: gram_snapshot(system, *unpack_state(y, V, n))),
     )
