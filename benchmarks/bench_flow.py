@@ -361,6 +361,52 @@ def choose_lr_and_run_gd(
 
 
 # -- stages --------------------------------------------------------------------------------------------
+def stage_save_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """What saving costs: the flow with the default 201 save times against the final time only, alternated
+    ``--repeats`` + 1 times (CPU seconds, best of the alternations), and the pieces of one save (the two
+    Grams, the loss, the state from the dense output) against one gradient, timed interleaved."""
+    K = args.K
+    prob = ut.UFM(ut.designs.factorial((K,)), dim=K, lam_W=args.lam, lam_H=args.lam)
+    init = ut.init.small(prob, args.scale, seed=args.seed)
+    kw = {"init": init, "rtol": args.rtol, "atol": args.atol}
+    runs: dict[str, list[tuple[float, float, int]]] = {"default": [], "final_only": []}
+    for _ in range(args.repeats + 1):
+        for name, saveat in (("default", None), ("final_only", [0.0, args.t1])):
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            traj = ut.gradient_flow(prob, args.t1, saveat=saveat, **kw)
+            runs[name].append(
+                (time.process_time() - cpu0, time.perf_counter() - wall0, traj.stats["n_evals"])
+            )
+    best = {name: min(r[0] for r in rs) for name, rs in runs.items()}
+    theta = prob.pack(init)
+    params = prob.unpack(theta)
+    pieces = {
+        "gradient": lambda: prob.flat_loss_and_grad(theta),
+        "grams": lambda: prob.grams(params),
+        "loss": lambda: prob.loss(params),
+    }
+    per_call = {name: math.inf for name in pieces}
+    for _ in range(max(args.rate_rounds, 3)):
+        for name, fn in pieces.items():
+            cpu0 = time.process_time()
+            for _ in range(20):
+                fn()
+            per_call[name] = min(per_call[name], (time.process_time() - cpu0) / 20)
+    n_saves = 201
+    return {
+        "K": K,
+        "cpu_s_best": best,
+        "runs": runs,
+        "overhead_cpu": best["default"] / best["final_only"] - 1.0,
+        "evaluations": {name: rs[0][2] for name, rs in runs.items()},
+        "per_call_cpu_ms": {name: 1e3 * v for name, v in per_call.items()},
+        "save_over_gradient": (per_call["grams"] + per_call["loss"]) / per_call["gradient"],
+        "arithmetic_floor_overhead": n_saves
+        * (per_call["grams"] + per_call["loss"])
+        / (runs["final_only"][0][2] * per_call["gradient"]),
+    }
+
+
 def stage_flow(prob: ut.UFM, init: dict, args: argparse.Namespace, rss: dict) -> dict[str, Any]:
     """Peak memory of one flow call first (so max RSS after this stage is the flow's own), then the timed
     runs with the default saveat and with the final time only (median of ``--repeats``)."""
@@ -641,6 +687,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate-time", type=float, default=0.25, help="seconds per GFLOP/s block")
     p.add_argument("--max-gd-steps", type=int, default=2_000_000)
     p.add_argument("--soft-only", action="store_true", help="run only the soft-label Gram-flow case")
+    p.add_argument("--save-cost-only", action="store_true", help="run only the cost-of-saving stage")
     p.add_argument("--soft-dim", type=int, default=128, help="soft-label case: feature dim (128)")
     p.add_argument("--soft-t1", type=float, default=1e8, help="soft-label case: final time (1e8)")
     p.add_argument("--soft-cap", type=int, default=200_000, help="soft-label case: parameter-flow max_evals")
@@ -669,6 +716,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print_rows(soft_label_rows(soft["soft_label"]))
         write_json(output_path(args, "bench_flow_soft"), soft)
         return soft
+    if args.save_cost_only:
+        log(f"bench_flow --save-cost-only: K={args.K}, t1={args.t1:g}, default saveat vs final time only")
+        out = {"benchmark": "bench_flow_save", "timestamp": timestamp(), "machine": machine_info()}
+        out["save_cost"] = save = stage_save_cost(args)
+        ms = save["per_call_cpu_ms"]
+        print_rows(
+            [
+                (
+                    "CPU s, 201 saves / final only",
+                    f"{save['cpu_s_best']['default']:.3f} / "
+                    f"{save['cpu_s_best']['final_only']:.3f} (+{100 * save['overhead_cpu']:.0f} %)",
+                ),
+                ("evaluations", f"{save['evaluations']['default']} / {save['evaluations']['final_only']}"),
+                (
+                    "ms per gradient / Grams / loss",
+                    f"{ms['gradient']:.2f} / {ms['grams']:.2f} / {ms['loss']:.2f}",
+                ),
+                ("arithmetic floor of 201 saves", f"+{100 * save['arithmetic_floor_overhead']:.0f} %"),
+            ]
+        )
+        write_json(output_path(args, "bench_flow_save"), out)
+        return out
     started, K = time.perf_counter(), args.K
     prob = ut.UFM(ut.designs.factorial((K,)), dim=K, lam_W=args.lam, lam_H=args.lam)
     init = ut.init.small(prob, args.scale, seed=args.seed)
