@@ -11,8 +11,9 @@
   concatenated along the batch axis (seed-major rows); each grouped layer applies seed k's weights to seed
   k's rows (one ``baddbmm`` per linear layer), and attention, residuals, GELU and the pad mask are the GPT's
   own code, which never mixes rows. So no seed sees another's data or weights.
-* **Loss and gradient**: each seed's batch loss is :func:`train`'s own ``_batch_loss`` on its rows (via
-  ``torch.func.vmap``); the K losses are summed, so seed k's gradient is the gradient of its own loss.
+* **Loss and gradient**: each seed's batch loss is :func:`train`'s own weighted cross-entropy terms
+  (``_ce_terms``, computed on all K·B rows at once) summed over that seed's rows; the K losses are
+  summed, so seed k's gradient is the gradient of its own loss.
 * **Optimiser**: :func:`train`'s own optimiser (same class, hyperparameters and weight-decay groups: decay on
   weight matrices and embeddings only) over the stacked tensors. AdamW and SGD are elementwise (moments,
   bias correction from the shared step count, decoupled or L2 weight decay), so one optimiser over stacked
@@ -66,7 +67,7 @@ from ufmtheory.baseline.data import SequenceData, build_sequences
 from ufmtheory.baseline.model import GPT, GPTConfig, resolve_device
 from ufmtheory.baseline.monitor import PeakMonitor
 from ufmtheory.baseline.recorder import GramRecorder, snapshot_steps
-from ufmtheory.baseline.train import _batch_loss, _label_loss, _training_context
+from ufmtheory.baseline.train import _ce_terms, _label_loss, _training_context
 from ufmtheory.designs import Design
 from ufmtheory.trajectory import Trajectory
 
@@ -273,17 +274,20 @@ def _run_many(
         idx0, w0 = data.batch(0, config.batch_size, config.seed)
         tb0 = tokens[idx0].repeat(K, *([1] * (tokens.ndim - 1)))  # (K·B, T), seed-major
         fb = (tb0, targets[idx0], torch.from_numpy(w0).float().to(device))
-        batch_dims = (0, None, None)
         rows.value = len(idx0)
     else:
-        batch_dims = (0, 0, 0)
         rows.value = config.batch_size
 
-    def seed_loss(logits: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
-        # train()'s own batch loss on one seed's logits (the model call already ran, batched).
-        return _batch_loss(lambda _t, last_only: logits, yb, yb, wb, data.soft, last_only, False)  # type: ignore[arg-type]
-
-    losses_fn = torch.func.vmap(seed_loss, in_dims=batch_dims)
+    def seed_losses(logits: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
+        # train()'s own loss terms on all K·B rows at once (targets and weights repeated for a full batch
+        # shared by every seed), then each seed's weighted mean over its own rows: (K,).
+        if full_batch:
+            yb = yb.repeat(K, *([1] * (yb.ndim - 1)))
+            wb = wb.repeat(K)
+        else:
+            yb, wb = yb.reshape(K * yb.shape[1], *yb.shape[2:]), wb.reshape(-1)
+        terms, w = _ce_terms(logits, yb, wb, data.soft, last_only)
+        return terms.reshape(K, -1).sum(dim=1) / w.reshape(K, -1).sum(dim=1)
 
     status = ["ok"] * K
     message = [""] * K
@@ -330,8 +334,7 @@ def _run_many(
             yb, wb = targets[it], torch.from_numpy(w).float().to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
             logits = grouped(tb, last_only=last_only)
-        logits = logits.float().reshape(K, -1, *logits.shape[1:])
-        losses = losses_fn(logits, yb, wb)  # (K,)
+        losses = seed_losses(logits.float(), yb, wb)  # (K,)
         opt.zero_grad(set_to_none=True)
         # Seed k's gradient is d(sum)/dθ_k = dL_k/dθ_k: the seeds share no parameter.
         losses.sum().backward()

@@ -186,7 +186,15 @@ def _batch_loss(
     """Weighted mean cross-entropy over the positions that carry a target."""
     with torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
         logits = model(tokens, last_only=last_only)
-    logits = logits.float()
+    terms, w = _ce_terms(logits.float(), targets, weights, soft, last_only)
+    return terms.sum() / w.sum()
+
+
+def _ce_terms(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, soft: bool, last_only: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted cross-entropy terms and their weights, per row (B,) or per row and position (B, T): the batch
+    loss is ``terms.sum() / w.sum()`` (``train_many`` takes these sums per seed)."""
     if last_only:
         targets = targets[:, -1]
     if soft:
@@ -199,7 +207,7 @@ def _batch_loss(
         ce = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
         mask = (targets != -100).to(ce.dtype)
     w = weights[:, None] * mask if ce.ndim == 2 else weights * mask
-    return (ce * w).sum() / w.sum()
+    return ce * w, w
 
 
 def train(design: Design, config: TrainConfig | None = None, /, **overrides: Any) -> Trajectory:
