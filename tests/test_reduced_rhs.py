@@ -103,3 +103,19 @@ def test_continued_horizons_equal_one_solve() -> None:
         np.testing.assert_allclose(a.coefficients, b.coefficients, rtol=1e-7, atol=1e-12)
     np.testing.assert_allclose(joined.loss, one.loss, rtol=1e-7)
     assert joined.stats["n_evals"] > 0 and math.isfinite(joined.stats["wall_time_s"])
+
+
+def test_dense_output_makes_at_solver_accurate() -> None:
+    """ETF-mode flow (K = 7, u₀ = 1e-2) against its closed form u(t): with ``dense_output`` the Gram between
+    saved times carries the solver's accuracy (rtol 1e-10), not the grid's cubic interpolation (9.4e-6 at
+    t = 5 on the default grid, issue 10)."""
+    prob = ut.UFM(ut.designs.factorial((7,)), dim=7)
+    tr = ut.reduced_solve(prob, 1e3, scale=1e-2, dense_output=True).trajectory
+    assert tr.dense is not None
+    for t in (0.37, 5.0, 33.3, 777.0):
+        u = ut.equilibria.etf_mode_u(t, 7, 1e-2)
+        gH, gW = tr.at(t)
+        # G = u P_1 with P_1 = I - J/7: diagonal u·6/7 (H and W alike on the balanced start).
+        assert gH[0, 0] * 7 / 6 == pytest.approx(u, rel=1e-8)
+        assert gW[0, 0] * 7 / 6 == pytest.approx(u, rel=1e-8)
+    assert ut.reduced_solve(prob, 1e3, scale=1e-2).trajectory.dense is None  # off by default

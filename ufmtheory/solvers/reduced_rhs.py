@@ -121,6 +121,30 @@ class ReducedRHS:
             pen_h = np.divide(pen_h, kappa, out=np.zeros_like(pen_h), where=kappa > 0)
         return 0.5 * lam_W * float(self.ranks @ (w * w)) + 0.5 * lam_X * float(pen_h.sum())
 
+    def snapshot(
+        self,
+        kappa: np.ndarray,
+        lam_W: float,
+        lam_X: float,
+        radius: float | None = None,
+        materialise: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, float]]:
+        """``snapshot(y) -> (gram_H, gram_W, loss)`` of a state ``y = [w, h]``: Gram coefficients ``(h_S²,
+        w_S²)`` (or ``materialise`` of them) and the loss, as a Trajectory stores them."""
+        n_S = self.ranks.size
+
+        def snapshot(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+            w, a = y[:n_S], y[n_S:]
+            h = self.features(a, radius)
+            loss = offdiag_softmax((w * h) @ self.table, self.counts)[1] + self.penalty(
+                w, a, kappa, lam_W, lam_X
+            )
+            if materialise is None:
+                return h * h, w * w, loss
+            return materialise(h * h), materialise(w * w), loss
+
+        return snapshot
+
     # -- the flow ----------------------------------------------------------------------------------------
     def rhs(
         self,
