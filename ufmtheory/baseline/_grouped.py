@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ufmtheory.baseline.config import TrainConfig
-from ufmtheory.baseline.model import GPT
+from ufmtheory.baseline.model import GPT, Block
 from ufmtheory.baseline.train import _optimizer
 
 __all__: list[str] = []
@@ -193,3 +193,30 @@ def _stacked_optimizer(
         except (RuntimeError, ValueError):  # no fused kernel for this device/dtype: the default one
             pass
     return cls(groups, **kwargs)
+
+
+def _last_position_logits(grouped: GPT, tokens: torch.Tensor) -> torch.Tensor:
+    """``grouped(tokens, last_only=True)`` without the work nothing reads: in the last block, the attention
+    output projection, the second LayerNorm and the MLP run on the last position only (its query attends
+    every non-pad position, so no causal mask is needed); the keys and values of every position are still
+    computed. Row for row the same operations as the GPT's forward, up to float32 rounding of the smaller
+    products. (K·B, T) token ids → (K·B, vocab) logits."""
+    B, T = tokens.shape
+    pos = torch.arange(T, device=tokens.device)
+    x = grouped.drop(grouped.tok_emb(tokens) + grouped.pos_emb(pos))
+    mask = grouped._mask(tokens)
+    *first, last = grouped.blocks
+    for block in first:
+        x = block(x, mask)
+    assert isinstance(last, Block)
+    attn = last.attn
+    C = x.shape[-1]
+    H = attn.n_heads
+    q, k, v = attn.qkv(last.ln1(x)).split(C, dim=2)
+    q = q[:, -1:].reshape(B, 1, H, C // H).transpose(1, 2)  # (B, H, 1, hd)
+    k, v = (z.reshape(B, T, H, C // H).transpose(1, 2) for z in (k, v))  # (B, H, T, hd)
+    m = None if mask is None else mask[:, :, -1:, :]  # (B, 1, 1, T)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=m)  # (B, H, 1, hd)
+    h = x[:, -1] + attn.resid_drop(attn.proj(y.transpose(1, 2).reshape(B, C)))
+    h = h + last.mlp(last.ln2(h))
+    return grouped.head(grouped.ln_f(h))
