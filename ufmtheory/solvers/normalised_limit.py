@@ -73,9 +73,12 @@ def adiabatic_tail(y: np.ndarray, t_from: float, ts: np.ndarray, lam_E: float) -
     return out
 
 
-def exact_scale(Y: np.ndarray, ts: np.ndarray, kappa: np.ndarray, ranks: np.ndarray, lam_E: float) -> float:
+def exact_scale(
+    Y: np.ndarray, ts: np.ndarray, a0: np.ndarray, kappa: np.ndarray, ranks: np.ndarray, lam_E: float
+) -> float:
     """Put the raw features of a normalised ridge-on-E flow ``Y: (T, 2 n_S)`` (saved at ``ts[:T]``) back on
     ``‖E(t)‖² = Σ m_S a_S²/κ_S = ‖E(0)‖² e^{-2λ_E t}`` (in place) and return the largest relative correction.
+    ``a0: (n_S,)`` is the initial raw state at ``t = 0`` (the save times need not start at 0).
 
     The conservation law is exact; the integrator loses the radial component first once the direction's rate
     explodes (LSODA's "repeated convergence failures": 30 % off near ``2λt ≈ 30`` on a 3×3 grid), while the
@@ -83,7 +86,7 @@ def exact_scale(Y: np.ndarray, ts: np.ndarray, kappa: np.ndarray, ranks: np.ndar
     n_S = Y.shape[1] // 2
     inv = np.where(kappa > 0, ranks / np.where(kappa > 0, kappa, 1.0), 0.0)
     E2 = (Y[:, n_S:] ** 2) @ inv
-    target = E2[0] * np.exp(-2.0 * lam_E * ts[: Y.shape[0]])
+    target = float((a0**2) @ inv) * np.exp(-2.0 * lam_E * ts[: Y.shape[0]])
     ok = (E2 > 0) & (target > 0)
     factor = np.ones_like(E2)
     factor[ok] = np.sqrt(target[ok] / E2[ok])

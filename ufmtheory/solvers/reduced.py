@@ -389,7 +389,7 @@ def reduced_solve(
         limit: dict[str, Any] = {}
         if radius is not None and rp.ridge == "E" and lam_X > 0 and saved:  # ‖E‖ = e^{-λt}‖E(0)‖ exactly
             limit["scale_correction"] = exact_scale(
-                Y, ts, kappa, np.array(sch.ranks, dtype=np.float64), lam_X
+                Y, ts, h0, kappa, np.array(sch.ranks, dtype=np.float64), lam_X
             )
         if status != "ok" and radius is not None and lam_X > 0 and saved:
             # Normalised features with a ridge turn infinitely stiff late (docs: modified_ufm.md).
