@@ -391,3 +391,14 @@ def test_gradient_descent_first_order_direct():
     slope = np.polyfit(np.log(lrs), np.log(errs), 1)[0]
     assert 0.9 <= slope <= 1.1, (slope, errs)
     assert errs[-1] < 1e-2 * np.abs(target).max()
+
+
+def test_normalised_ridge_flow_that_stops_says_why():
+    # The raw scale shrinks like e^{-λt} and the direction's rate grows like e^{2λt}: with a small evaluation
+    # cap the stop comes early, and the message must name the mechanism rather than only the cap.
+    prob = ut.ModifiedUFM(ut.designs.factorial((2, 2)), dim=4, ridge="E", lam_E=1e-2, normalize=2.0)
+    traj = ut.gradient_flow(prob, 1e5, max_evals=300)
+    assert traj.status == "max_evals"
+    assert "ridge on E" in traj.message and "e^(2λt)" in traj.message and "(r/n)² = " in traj.message
+    plain = ut.gradient_flow(ut.UFM(ut.designs.factorial((2, 2)), dim=4, lam_W=1e-2), 1e5, max_evals=30)
+    assert plain.status == "max_evals" and "ridge on" not in plain.message

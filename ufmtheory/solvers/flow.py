@@ -107,6 +107,34 @@ def _advance(bar: Any, position: float) -> None:
         bar.n = min(bar.n, bar.total)  # n + (target - n) can round one ulp past the total
 
 
+def _normalised_ridge_note(problem: Any, theta0: np.ndarray, t: float) -> str:
+    """Why a normalised flow with a ridge on the raw features stops early ('' for other problems).
+
+    The loss cannot see the raw features' scale, which the ridge shrinks (``‖E‖ ∝ e^{-λ_E t}`` exactly for a
+    ridge on E), so the feature direction moves at a rate ∝ ``(r/n)²`` (n: the raw columns' norm) that grows
+    like ``e^{2λt}``: the flow stays well defined but no integrator follows it once that factor is huge
+    (docs: modified_ufm.md, the stiff late limit). A small initial scale makes it large from the start.
+    """
+    if getattr(problem, "normalize", None) is None:
+        return ""
+    lam = problem.lam_E if problem.ridge == "E" else problem.lam_H
+    if not lam:
+        return ""
+    E = problem.unpack(theta0).get("E")
+    start = ""
+    if E is not None and getattr(problem, "X_tilde", None) is not None:
+        n0 = float(np.sqrt(np.mean(np.sum((E @ problem.X_tilde) ** 2, axis=0))))
+        start = f" from (r/n)² = {(problem.normalize / n0) ** 2:.3g} at t = 0 (n: the raw columns' rms norm)"
+    growth = math.exp(min(2.0 * lam * float(t), 700.0))
+    return (
+        f" (normalised features with a ridge on {problem.ridge}, λ = {lam:.3g}: the loss cannot see the raw"
+        " features' scale, which the ridge shrinks, so the feature direction's rate grows like e^(2λt) ="
+        f" {growth:.3g} by t = {float(t):.4g}{start}; once that rate is huge the flow is too stiff to follow."
+        " ufmtheory.reduced_solve continues it in its adiabatic limit where W and the direction have"
+        " converged: docs, modified_ufm.md)"
+    )
+
+
 def check_problem(problem: Any) -> Problem:
     """``problem`` itself when it implements :class:`~ufmtheory.models.Problem`, else ``TypeError``."""
     if not isinstance(problem, Problem):
@@ -265,6 +293,8 @@ def gradient_flow(
     data = recorder.collect(ts)
     if status == "ok" and not (np.all(np.isfinite(data["loss"])) and np.all(np.isfinite(data["gram_H"]))):
         status, message = "nonfinite", "non-finite loss or Grams at a saved time"
+    if status != "ok":
+        message += _normalised_ridge_note(problem, theta0, data["ts"][-1])
     traj = Trajectory(
         ts=data["ts"],
         gram_H=data["gram_H"],
