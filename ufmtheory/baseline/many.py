@@ -34,7 +34,7 @@ difference relative to the Gram scale max |G| of each snapshot): demo model (wid
 and 3×3, seeds 0-7 / 0-2: H ≤ 6e-6, W ≤ 1.1e-6, loss ≤ 8e-7 relative (with the last-position forward
 below; 3e-6 / 1e-7 / 6e-7 before it); width 32 on 3×3: H ≤ 9e-5. The tests assert 1e-3 of the Gram
 scale and 1e-4 relative on the loss. Under full-batch GD at lr 1.0 (at the edge of stability) such
-differences can decide whether a seed blows up: 3×3 seed 1 goes non-finite at step 26 batched, not
+differences can decide whether a seed blows up: 3×3 seed 1 goes non-finite near step 20-30 batched, not
 separately; 2×2×3 seed 1 and hier(3, 2) seeds 1, 2 blow up at the same steps either way.
 
 Work skipped (``loss_positions="label"``): the last block's attention projection, second LayerNorm and
