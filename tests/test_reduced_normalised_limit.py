@@ -92,3 +92,14 @@ def test_exact_scale_is_anchored_at_t0_when_saves_start_later() -> None:
     sol = ut.reduced_solve(rp, 100.0, init=init, saveat=np.array([10.0, 50.0, 100.0]))
     assert sol.ok and sol.stats["late_limit"]["scale_correction"] < 1e-6
     np.testing.assert_allclose(E2(sol.h_raw), E2(init[1]) * np.exp(-2e-2 * sol.ts), rtol=1e-8)
+
+
+def test_an_early_evaluation_cap_is_not_called_stiff() -> None:
+    """A run capped by ``max_evals`` at t ≈ 0.4 (e^{2λt} ≈ 1) keeps the solver's message: stiffness is not
+    the cause. Capped late (e^{2λt} ≈ 2e6), the stiff diagnosis is given."""
+    rp = _problem(1e-2, 1e-2)
+    init = initial_coefficients(rp, None, 1e-6, on_sphere=True)
+    early = ut.reduced_solve(rp, 1e6, init=init, max_evals=60)
+    assert early.status == "max_evals" and early.message.startswith("max_evals = 60")
+    late = ut.reduced_solve(rp, 1e6, init=init, max_evals=3000)
+    assert late.status == "max_evals" and late.message.startswith("stiff: ")

@@ -22,11 +22,24 @@ import numpy as np
 
 from ufmtheory.solvers.reduced_rhs import ReducedRHS
 
-__all__ = ["ADIABATIC_TOL", "diagnose", "adiabatic_tail", "exact_scale", "stiff_message", "late_limit"]
+__all__ = [
+    "ADIABATIC_TOL",
+    "STIFF_GROWTH",
+    "diagnose",
+    "adiabatic_tail",
+    "exact_scale",
+    "stiff_message",
+    "late_limit",
+]
 
 ADIABATIC_TOL = 1e-6
 """W and the feature direction count as stopped when W's relative velocity per unit log-time,
 ``(1 + t)‖ẇ‖/‖w‖``, and the direction's stationarity residual ``‖P_⊥(w∘g)‖/‖w∘g‖`` are both below this."""
+
+
+STIFF_GROWTH = 100.0
+"""A run stopped by ``max_evals`` is called stiff only once the direction's rate has grown by this factor
+(``e^{2λ_E t}``, or ``(r/n)²`` for a ridge on H); below it the cap alone explains the stop."""
 
 
 def diagnose(
@@ -128,7 +141,8 @@ def late_limit(
     diagnose the last saved state ``Y[-1]`` (``Y: (T, 2 n_S)``, saved at ``ts[:T]``); a ridge-on-E flow whose
     W and direction have stopped is continued to the remaining save times by :func:`adiabatic_tail`
     (status ``"ok"``, message ``"adiabatic limit from t = ..."``), anything else keeps its status with
-    :func:`stiff_message` in front of the solver's message. Returns ``(status, message, Y, diagnostics)``."""
+    :func:`stiff_message` in front of the solver's message (not for a ``"max_evals"`` stop before the rate
+    has grown by :data:`STIFF_GROWTH`: the cap explains it). Returns ``(status, message, Y, diagnostics)``."""
     T = Y.shape[0]
     diag = diagnose(fn, kappa, lam_W, lam_X, radius, float(ts[T - 1]), Y[-1])
     if not np.all(np.isfinite(Y[-1])) or not math.isfinite(diag["raw_norm"]) or diag["raw_norm"] == 0:
@@ -141,4 +155,8 @@ def late_limit(
             f" exactly; the integrator stopped there ({message})"
         )
         return "ok", msg, Y, {**diag, "adiabatic_from": diag["t"], "saved_integrated": T}
+    growth = math.exp(min(2.0 * lam_X * diag["t"], 700.0)) if fn.ridge == "E" else diag["rate_factor"]
+    if status == "max_evals" and growth < STIFF_GROWTH:
+        # The evaluation cap was reached before the flow turned stiff: the cap, not stiffness, stopped it.
+        return status, message, Y, diag
     return status, f"{stiff_message(diag, fn.ridge, lam_X)} ({message})", Y, diag
