@@ -4,6 +4,7 @@ and the default log grid."""
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -276,6 +277,11 @@ def test_dense_output_is_used_by_at_and_dropped_on_save(tmp_path):
     loaded = Trajectory.load(tmp_path / "run")
     assert loaded.dense is None
     np.testing.assert_allclose(loaded.at(8.0)[0], grams[-1])
+    # Pickling (a worker process returning a run) drops the closure the same way instead of failing.
+    unpickled = pickle.loads(pickle.dumps(traj))
+    assert unpickled.dense is None and traj.dense is dense
+    np.testing.assert_array_equal(unpickled.gram_H, grams)
+    np.testing.assert_array_equal(unpickled.at(2.0)[0], grams[2])
 
 
 @pytest.mark.parametrize("method", ["DOP853", "LSODA", "gram"])

@@ -87,7 +87,8 @@ class Trajectory(ResultMixin):
             ``[ts[0], ts[-1]]`` (scheme coefficient vectors for structured Grams), accurate to the solver's
             tolerance; :meth:`at`, :meth:`coefficients_at` and :meth:`loss_at` use it when present. It lives
             in memory only (``gradient_flow(..., dense_output=True)``): :meth:`save` does not store it, and a
-            loaded trajectory interpolates its saved grid.
+            loaded trajectory interpolates its saved grid; pickling (e.g. returning a run from a worker
+            process) drops it likewise (it is a closure over the solver's steps).
     """
 
     ts: np.ndarray
@@ -102,6 +103,10 @@ class Trajectory(ResultMixin):
     meta: dict[str, Any] = field(default_factory=dict)
     params: dict[str, np.ndarray] | None = None
     dense: Callable[[float], tuple[Any, Any, float]] | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The dense output is a closure (not picklable) and lives in memory only, as with save().
+        return {**self.__dict__, "dense": None}
 
     def __post_init__(self) -> None:
         ts = np.asarray(self.ts, dtype=np.float64)
