@@ -91,3 +91,11 @@ def test_no_free_energy_is_an_unbounded_reading_and_keeps_the_calibrated_alpha()
     )
     assert cal.alpha_for(g) == 3.0
     assert cal.alpha_for(InputGeometry(alpha_over_beta=9.0, c_attr=1.0, c_free=1 / 81, r2=1.0)) == 1.5
+
+
+def test_split_last_must_be_a_bool():
+    """A string flag is refused before any work ("no" is truthy: it would have split)."""
+    with pytest.raises(TypeError, match="split_last"):
+        token_columns(RAND, split_last="no")
+    with pytest.raises(TypeError, match="split_last"):
+        input_geometry(np.eye(RAND.m), RAND, split_last=0)

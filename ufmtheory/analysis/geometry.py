@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ufmtheory import _validate
 from ufmtheory._format import finite_or_none as _num
 from ufmtheory.trajectory import Trajectory
 
@@ -82,6 +83,7 @@ def token_columns(design: Any, split_last: bool = True) -> np.ndarray:
         >>> token_columns(ut.designs.factorial((2, 2))).shape  # every attribute at one position: X itself
         (4, 4)
     """
+    split_last = _validate.flag("split_last", split_last)
     X = np.asarray(design.X, dtype=np.float64)
     if not split_last or X.size == 0:
         return X
@@ -126,6 +128,7 @@ def input_geometry(gram_H0: Any, design: Any, *, split_last: bool = True) -> Inp
     """
     from scipy.optimize import nnls
 
+    split_last = _validate.flag("split_last", split_last)
     G = np.asarray(gram_H0, dtype=np.float64)
     m = design.m
     if G.shape != (m, m):
@@ -173,6 +176,7 @@ def model_input_geometry(
 ) -> InputGeometry:
     """:func:`input_geometry` of the step-0 Gram averaged over ``runs`` (each run's Gram scaled to unit
     trace first, so every seed counts the same)."""
+    split_last = _validate.flag("split_last", split_last)
     runs = _check_runs(runs, "runs")
     grams = []
     for r in runs:
