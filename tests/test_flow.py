@@ -43,7 +43,11 @@ def test_gram_trajectories_are_rotation_invariant(orthogonal, kind, dim, lam, se
     assert _rel(b.gram_H, a.gram_H) < 1e-8
     assert _rel(b.gram_W, a.gram_W) < 1e-8
     np.testing.assert_allclose(b.loss, a.loss, rtol=1e-8)
-    assert np.abs(a.gram_H[-1] - a.gram_H[0]).max() > 0.5 * np.abs(a.gram_H[0]).max()  # the run did move
+    # The run did move (else invariance would be trivial). A fixed fraction of the start's largest entry is
+    # not a safe bar: init.small's diagonal entries vary with the seed (seed 1215, dim 5: start 1.44, moved
+    # by 0.67); a tenth of the larger end point separates a moving run from a frozen one with a wide margin.
+    scale = max(np.abs(a.gram_H[0]).max(), np.abs(a.gram_H[-1]).max())
+    assert np.abs(a.gram_H[-1] - a.gram_H[0]).max() > 0.1 * scale
 
 
 def test_gram_trajectories_are_permutation_equivariant():
