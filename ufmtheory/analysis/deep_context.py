@@ -14,9 +14,10 @@ that form,
 with ``r = d`` by default (one hidden layer of the model's width, not fitted). ``I_ids`` holds one row per
 context that carries an id token in the baseline GPT's encoding (a context whose attribute set another
 context shares, :func:`~ufmtheory.analysis.geometry.token_columns`): a shallow per-context embedding, as
-the GPT's id-token embedding is. With ``N`` the sphere of radius ``r₀`` the loss depends on ``(α, β)``
-only up to a common factor, so the calibrated family fixes ``α = 1`` on the calibration design and fits
-``β`` (:func:`ufmtheory.analysis.calibration.calibrate`, ``family="deep"``).
+the GPT's id-token embedding is (weight 1: α and β do not scale it). With ``N`` the sphere of radius
+``r₀`` and no id tokens (factorial designs, such as the calibration design) the loss and the flow depend on
+``(α, β)`` only up to a common factor, so the calibrated family fixes ``α = 1`` on the calibration design
+and fits ``β`` (:func:`ufmtheory.analysis.calibration.calibrate`, ``family="deep"``).
 
 Example:
     >>> import ufmtheory as ut
