@@ -12,6 +12,7 @@ from scipy.integrate import solve_ivp
 
 import ufmtheory as ut
 from ufmtheory.algebra.schemes import factorial_scheme
+from ufmtheory.analysis.phases import _reduced, _save_grid
 from ufmtheory.solvers.reduced import ReducedProblem, initial_coefficients
 from ufmtheory.solvers.reduced_rhs import ReducedRHS
 
@@ -103,3 +104,15 @@ def test_an_early_evaluation_cap_is_not_called_stiff() -> None:
     assert early.status == "max_evals" and early.message.startswith("max_evals = 60")
     late = ut.reduced_solve(rp, 1e6, init=init, max_evals=3000)
     assert late.status == "max_evals" and late.message.startswith("stiff: ")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_predict_phases_does_not_continue_an_adiabatic_tail() -> None:
+    """predict_phases' horizon extension restarts a run that ended in the adiabatic limit: its raw scale
+    has underflowed to 0 by t = 1e6 (e^{-λt}), which is no state to continue from (it raised ValueError)."""
+    rp = _problem(1e-2, 1e-2)
+    init = initial_coefficients(rp, None, 1e-6, on_sphere=True)
+    first, state = _reduced(rp, 1e6, init, _save_grid(1e6, 20))
+    assert "adiabatic_from" in first.stats["late_limit"] and not np.any(state[1])
+    again, _ = _reduced(rp, 1e7, init, _save_grid(1e7, 10), (first, state))
+    assert again.ok and again.ts[-1] == 1e7 and "segments" not in again.stats

@@ -266,7 +266,11 @@ def _reduced(
     ``previous`` (the ``(trajectory, (w, h_raw))`` of an earlier, shorter horizon) is continued rather than
     recomputed: the flow is autonomous, so the flow from its final state with the clock shifted by its end
     time is the same flow (to the solver's tolerance). Returns the joined trajectory and its final state.
+    A run that ended in the adiabatic limit of a normalised ridge flow (``stats["late_limit"]``: its raw
+    scale is extrapolated and may have underflowed to 0) is recomputed from ``init`` instead.
     """
+    if previous is not None and "adiabatic_from" in previous[0].stats.get("late_limit", {}):
+        previous = None
     if previous is None:
         sol = reduced_solve(rp, t1, init=init, saveat=grid, structured=True)
         return sol.trajectory, (sol.w[-1], sol.h_raw[-1])
