@@ -16,6 +16,7 @@ once both W and the direction have stopped moving (then only the raw scale chang
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -136,27 +137,57 @@ def late_limit(
     Y: np.ndarray,
     status: str,
     message: str,
-) -> tuple[str, str, np.ndarray, dict[str, Any]]:
+    steps: Iterable[tuple[float, np.ndarray]] = (),
+) -> tuple[str, str, np.ndarray, dict[str, Any], np.ndarray | None]:
     """After a normalised reduced solve with a ridge on the features stopped early (``status`` not ok):
-    diagnose the last saved state ``Y[-1]`` (``Y: (T, 2 n_S)``, saved at ``ts[:T]``); a ridge-on-E flow whose
-    W and direction have stopped is continued to the remaining save times by :func:`adiabatic_tail`
-    (status ``"ok"``, message ``"adiabatic limit from t = ..."``), anything else keeps its status with
-    :func:`stiff_message` in front of the solver's message (not for a ``"max_evals"`` stop before the rate
-    has grown by :data:`STIFF_GROWTH`: the cap explains it). Returns ``(status, message, Y, diagnostics)``."""
+    find where the flow stopped moving and continue it, or say why it cannot be.
+
+    The integrator's own states after the last save, ``steps`` (``(t, y)`` at its step ends, latest first),
+    are searched for the latest one where W and the direction have stopped (:func:`diagnose`); without
+    one, the last saved state ``Y[-1]`` is diagnosed (``Y: (T, 2 n_S)``, saved at ``ts[:T]``). The steps
+    matter because a sparse save grid's last save can precede convergence while the integrator got there
+    (its very last steps, once the stiffness wins, are not trustworthy: the latest *converged* one is used).
+    A ridge-on-E flow that has stopped is continued from there to the remaining save times by
+    :func:`adiabatic_tail` (status ``"ok"``, message ``"adiabatic limit from t = ..."``); anything else keeps
+    its status with :func:`stiff_message` in front of the solver's message (not for a ``"max_evals"`` stop
+    before the rate has grown by :data:`STIFF_GROWTH`: the cap explains it).
+
+    Returns:
+        ``(status, message, Y, diagnostics, anchor)``: ``anchor: (2 n_S,)`` the state the tail starts from
+        (its raw scale on the exact law; ``None`` without a tail).
+    """
     T = Y.shape[0]
-    diag = diagnose(fn, kappa, lam_W, lam_X, radius, float(ts[T - 1]), Y[-1])
-    if not np.all(np.isfinite(Y[-1])) or not math.isfinite(diag["raw_norm"]) or diag["raw_norm"] == 0:
-        return status, message, Y, diag
+    t_last, n_S = float(ts[T - 1]), fn.ranks.size
+    inv = np.where(kappa > 0, fn.ranks / np.where(kappa > 0, kappa, 1.0), 0.0)
+    e_last = float(Y[-1, n_S:] ** 2 @ inv)
+    t_d, y_d = t_last, Y[-1]
+    diag = diagnose(fn, kappa, lam_W, lam_X, radius, t_last, Y[-1])
+    if fn.ridge == "E" and e_last > 0:
+        for t, y in steps:
+            if t < t_last:
+                break
+            y = np.array(y, dtype=np.float64)
+            e_y = float(y[n_S:] ** 2 @ inv)
+            if not (np.all(np.isfinite(y)) and e_y > 0):
+                continue
+            # The saved states are on the exact ‖E‖ law (exact_scale): carry it to t.
+            y[n_S:] *= math.sqrt(e_last / e_y) * math.exp(-lam_X * (t - t_last))
+            d = diagnose(fn, kappa, lam_W, lam_X, radius, t, y)
+            if d["converged"]:
+                t_d, y_d, diag = t, y, d
+                break
+    if not np.all(np.isfinite(y_d)) or not math.isfinite(diag["raw_norm"]) or diag["raw_norm"] == 0:
+        return status, message, Y, diag, None
     if fn.ridge == "E" and diag["converged"]:
-        Y = np.concatenate([Y, adiabatic_tail(Y[-1], float(ts[T - 1]), ts[T:], lam_X)])
+        Y = np.concatenate([Y, adiabatic_tail(y_d, t_d, ts[T:], lam_X)])
         msg = (
             f"adiabatic limit from t = {diag['t']:.4g}: W and the feature direction have stopped (drift"
             f" {diag['drift_W']:.1e}, residual {diag['direction_residual']:.1e}), ‖E‖ decays as e^(-λ_E t)"
             f" exactly; the integrator stopped there ({message})"
         )
-        return "ok", msg, Y, {**diag, "adiabatic_from": diag["t"], "saved_integrated": T}
+        return "ok", msg, Y, {**diag, "adiabatic_from": diag["t"], "saved_integrated": T}, y_d
     growth = math.exp(min(2.0 * lam_X * diag["t"], 700.0)) if fn.ridge == "E" else diag["rate_factor"]
     if status == "max_evals" and growth < STIFF_GROWTH:
         # The evaluation cap was reached before the flow turned stiff: the cap, not stiffness, stopped it.
-        return status, message, Y, diag
-    return status, f"{stiff_message(diag, fn.ridge, lam_X)} ({message})", Y, diag
+        return status, message, Y, diag, None
+    return status, f"{stiff_message(diag, fn.ridge, lam_X)} ({message})", Y, diag, None

@@ -370,7 +370,10 @@ def reduced_solve(
     s1 = math.log1p(t1)
     s_eval = np.clip(np.log1p(ts), 0.0, s1)
     saved: list[np.ndarray] = []
-    segments: list[tuple[float, float, Any]] | None = [] if dense_output else None
+    # A normalised flow with a ridge may stop stiff between save times: the step ends after the last save
+    # are where its late limit is looked for (normalised_limit.late_limit), whatever the save grid.
+    track_end = radius is not None and lam_X > 0
+    segments: list[tuple[float, float, Any]] | None = [] if dense_output or track_end else None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # reported as status "nonfinite"
         status, message, n_evals = integrate(
             rhs,
@@ -387,19 +390,23 @@ def reduced_solve(
         wall = time.perf_counter() - start
         Y = np.array(saved) if saved else np.concatenate([w0, h0])[None, :]
         limit: dict[str, Any] = {}
+        anchor: np.ndarray | None = None  # where an adiabatic tail starts
         if radius is not None and rp.ridge == "E" and lam_X > 0 and saved:  # ‖E‖ = e^{-λt}‖E(0)‖ exactly
             limit["scale_correction"] = exact_scale(
                 Y, ts, h0, kappa, np.array(sch.ranks, dtype=np.float64), lam_X
             )
         if status != "ok" and radius is not None and lam_X > 0 and saved:
             # Normalised features with a ridge turn infinitely stiff late (docs: modified_ufm.md).
-            status, message, Y, more = late_limit(fn, kappa, lam_W, lam_X, radius, ts, Y, status, message)
+            steps = ((math.expm1(s), f(s)) for _, s, f in reversed(segments or []))  # latest first
+            status, message, Y, more, anchor = late_limit(
+                fn, kappa, lam_W, lam_X, radius, ts, Y, status, message, steps
+            )
             limit.update(more)
         T = Y.shape[0]
         w, h_raw = Y[:, :n_S], Y[:, n_S:]
         h = feature_coefficients(sch, h_raw, radius)
-        if "adiabatic_from" in limit:  # the raw scale may underflow in the tail; the direction is fixed
-            h[limit["saved_integrated"] :] = h[limit["saved_integrated"] - 1]
+        if anchor is not None:  # the raw scale may underflow in the tail; the direction is fixed
+            h[limit["saved_integrated"] :] = feature_coefficients(sch, anchor[None, n_S:], radius)[0]
         loss = np.array(
             [
                 offdiag_softmax((w[i] * h[i]) @ fn.table, fn.counts)[1]
@@ -430,7 +437,7 @@ def reduced_solve(
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite Grams carry status "nonfinite"
             gram_H, gram_W = sch.materialise(h**2, rel), sch.materialise(w**2, rel)
     dense = None
-    if segments and status == "ok" and not limit:
+    if dense_output and segments and status == "ok" and not limit:
         as_array = None if structured else functools.partial(sch.materialise, rel=sch.relation_matrix())
         dense = dense_snapshots(segments, True, fn.snapshot(kappa, lam_W, lam_X, radius, as_array))
     traj = Trajectory(
