@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence
 from typing import Any
 
 import numpy as np
@@ -254,7 +254,7 @@ def integrate(
     variable: str = "s",
     progress: Callable[[float], None] | None = None,
     jac: Callable[[float, np.ndarray], np.ndarray] | None = None,
-    segments: list[tuple[float, float, Any]] | None = None,
+    segments: MutableSequence[tuple[float, float, Any]] | None = None,
 ) -> tuple[str, str, int]:
     """Integrate ``dy/ds = rhs(s, y)`` from ``s = 0`` to ``s1``, calling ``record(y)`` at each ``s_eval``.
 
@@ -275,10 +275,10 @@ def integrate(
         jac: optional Jacobian ``d rhs/dy: (n, n)`` of the right-hand side, handed to the implicit steppers
             (LSODA, BDF, Radau) instead of their finite differences (which cost ``n`` evaluations each);
             ``ValueError`` with an explicit stepper, which would ignore it.
-        segments: when a list, each accepted step appends ``(s_old, s_new, interpolant)`` (the stepper's
-            dense output, ``interpolant(s) -> y``), so that the caller can evaluate the solution anywhere at
-            the stepper's accuracy; costs the dense output on every step (DOP853: 3 evaluations per step) and
-            memory of order ``8 n`` floats per step.
+        segments: when a list (or a bounded ``deque``: the last steps only), each accepted step appends
+            ``(s_old, s_new, interpolant)`` (the stepper's dense output, ``interpolant(s) -> y``), so that the
+            caller can evaluate the solution anywhere at the stepper's accuracy; costs the dense output on
+            every step (DOP853: 3 evaluations per step) and memory of order ``8 n`` floats per step.
 
     Returns:
         ``(status, message, n_evals)`` with status ``"ok"``, ``"max_evals"``, ``"nonfinite"`` (a non-finite

@@ -4,10 +4,11 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableSequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,7 @@ MATERIALISE_MAX_K = 4096
 Gram stacks would exceed 2 GiB, the Trajectory holds :class:`~ufmtheory.trajectory.StructuredGrams`)."""
 
 _MATERIALISE_MAX_BYTES = 2 * 1024**3  # both Gram stacks together
+_LATE_STEPS = 2000  # integrator steps kept to find a normalised ridge flow's late limit (late_limit)
 # Above this decay rate × time the ridge makes the late flow stiff: explicit DOP853 then needs ~rate·t/6
 # steps, and LSODA (Adams, switching to BDF) is 3-4x faster at equal or better accuracy on the grids of
 # benchmarks/bench_reduced.py (rate·t = 70..5000: 1.5-4.5k vs 3.4-20k evaluations, errors ~3e-8 vs up to 6e-7
@@ -372,8 +374,12 @@ def reduced_solve(
     saved: list[np.ndarray] = []
     # A normalised flow with a ridge may stop stiff between save times: the step ends after the last save
     # are where its late limit is looked for (normalised_limit.late_limit), whatever the save grid.
-    track_end = radius is not None and lam_X > 0
-    segments: list[tuple[float, float, Any]] | None = [] if dense_output or track_end else None
+    # Only the last _LATE_STEPS steps are kept for that (bounded memory on a long run).
+    segments: MutableSequence[tuple[float, float, Any]] | None = None
+    if dense_output:
+        segments = []
+    elif radius is not None and lam_X > 0:
+        segments = collections.deque(maxlen=_LATE_STEPS)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # reported as status "nonfinite"
         status, message, n_evals = integrate(
             rhs,
@@ -437,7 +443,7 @@ def reduced_solve(
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite Grams carry status "nonfinite"
             gram_H, gram_W = sch.materialise(h**2, rel), sch.materialise(w**2, rel)
     dense = None
-    if dense_output and segments and status == "ok" and not limit:
+    if isinstance(segments, list) and segments and status == "ok" and not limit:
         as_array = None if structured else functools.partial(sch.materialise, rel=sch.relation_matrix())
         dense = dense_snapshots(segments, True, fn.snapshot(kappa, lam_W, lam_X, radius, as_array))
     traj = Trajectory(
