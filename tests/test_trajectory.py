@@ -277,6 +277,8 @@ def test_dense_output_is_used_by_at_and_dropped_on_save(tmp_path):
     loaded = Trajectory.load(tmp_path / "run")
     assert loaded.dense is None
     np.testing.assert_allclose(loaded.at(8.0)[0], grams[-1])
+    with pytest.raises(TypeError, match="dense must be"):
+        Trajectory(ts=ts, gram_H=grams, gram_W=grams, loss=-ts, dense=grams)
     # Pickling (a worker process returning a run) drops the closure the same way instead of failing.
     unpickled = pickle.loads(pickle.dumps(traj))
     assert unpickled.dense is None and traj.dense is dense

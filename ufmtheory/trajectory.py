@@ -126,6 +126,10 @@ class Trajectory(ResultMixin):
             raise ValueError(f"loss must have shape ({T},), got {loss.shape}")
         if self.time_unit not in ("gf", "step"):
             raise ValueError(f"time_unit must be 'gf' or 'step', got {self.time_unit!r}")
+        if self.dense is not None and not callable(self.dense):
+            raise TypeError(
+                f"dense must be None or a callable t -> Grams and loss, got {type(self.dense).__name__}"
+            )
         for name, arr in (("ts", ts), ("gram_H", gH), ("gram_W", gW), ("loss", loss)):
             object.__setattr__(self, name, arr)
         self._check_result()
