@@ -390,14 +390,21 @@ def solve_gram_flow(
     """Integrate the Gram flow of ``problem`` from the parameters ``theta0: (n_params,)`` to ``t1``, saving at
     ``ts: (T,)`` (checked by the caller, :func:`ufmtheory.gradient_flow`); not yet passed through ``finish``.
 
+    The stepper's absolute tolerance is ``atol · min(1, max|θ0|)`` (``stats["atol_state"]``): the Grams are
+    quadratic in the parameters.
+
     Returns:
         Trajectory with the conventions of :func:`ufmtheory.gradient_flow` (``method="gram-LSODA"``; stats
-        also ``n_jac``, the analytic Jacobians computed, and ``state_size``).
+        also ``n_jac``, the analytic Jacobians computed, ``state_size`` and ``atol_state``).
     """
     check_gram_problem(problem)
     system = GramSystem.from_problem(problem)
     V, n = system.V, system.n
     y0 = pack_state(*initial_state(problem, problem.unpack(theta0)))
+    # The Grams are quadratic in the parameters: an error δ in θ moves them by about |θ|·δ. So that atol
+    # means what it means for the parameter flow from a small start (init std 1e-3: Grams ~1e-4, where the
+    # unscaled atol 1e-10 would be a 1e-6 relative error through the escape), scale it by the start's size.
+    atol_state = atol * min(1.0, float(np.abs(theta0).max(initial=0.0)) or 1.0)
     n_jac = 0
 
     def rhs(s: float, y: np.ndarray) -> np.ndarray:
@@ -436,7 +443,7 @@ def solve_gram_flow(
         record,
         method=GRAM_STEPPER,
         rtol=rtol,
-        atol=atol,
+        atol=atol_state,
         max_evals=max_evals,
         variable="s" if log_time else "t",
         progress=progress,
@@ -450,7 +457,15 @@ def solve_gram_flow(
     if status == "ok" and not (np.all(np.isfinite(ls)) and np.all(np.isfinite(gH))):
         status, message = "nonfinite", "non-finite loss or Grams at a saved time"
     stats = make_stats(
-        n_evals, wall, saved=count, log_time=log_time, rtol=rtol, atol=atol, n_jac=n_jac, state_size=y0.size
+        n_evals,
+        wall,
+        saved=count,
+        log_time=log_time,
+        rtol=rtol,
+        atol=atol,
+        n_jac=n_jac,
+        state_size=y0.size,
+        atol_state=atol_state,
     )
     return Trajectory(
         ts=ts[:count],
