@@ -116,3 +116,15 @@ def test_calibrate_deep_recovers_beta():
     prob = cal.problem(HIER)
     assert isinstance(prob, DeepContextUFM) and prob.rank == 16 and prob.beta == 0.5
     assert math.isfinite(prob.loss(ut.init.normal(prob, 0.02, seed=0)))
+
+
+def test_the_exact_reduction_refuses_the_subclass():
+    """A DeepContextUFM is a ModifiedUFM subclass with another loss: reducing it as its base class (what
+    reduced_solve, end_state and predict_phases did, silently, with status ok) would solve another model."""
+    prob = DeepContextUFM(ut.designs.factorial((3, 3)), dim=9, beta=0.5, normalize=3.0)
+    with pytest.raises(ValueError, match="subclass DeepContextUFM"):
+        ut.reduced_solve(prob, 10.0)
+    with pytest.raises(ValueError, match="subclass DeepContextUFM"):
+        ut.equilibria.end_state(DeepContextUFM(ut.designs.factorial((3, 3)), dim=9, beta=0.5))
+    ph = ut.predict_phases(prob, t1=10.0)
+    assert ph.method.startswith("full-small (exact reduction needs") and ph.estimates == {}

@@ -401,7 +401,8 @@ def predict_phases(
         reason = reason or "requested"
         metric_design = problem.design
         sch = _symmetric_scheme(problem)
-        if sch is not None and problem.dim >= sch.K:
+        if sch is not None and problem.dim >= sch.K and type(problem) in (UFM, ModifiedUFM):
+            # (A subclass such as DeepContextUFM has its own parameters and loss: a small random start.)
             # The reduced theory's aligned init lifted to the full parameters (raw features with normalize).
             twin = dataclasses.replace(problem, normalize=None) if radius is not None else problem
             rp_twin = ReducedProblem.from_problem(twin)

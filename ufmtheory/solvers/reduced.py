@@ -130,7 +130,15 @@ class ReducedProblem:
 
     @classmethod
     def from_problem(cls, problem: UFM | ModifiedUFM) -> ReducedProblem:
-        """From a :class:`~ufmtheory.UFM` or :class:`~ufmtheory.ModifiedUFM` (any ``normalize``)."""
+        """From a :class:`~ufmtheory.UFM` or :class:`~ufmtheory.ModifiedUFM` (any ``normalize``); a subclass
+        (e.g. :class:`~ufmtheory.analysis.deep_context.DeepContextUFM`) may change the loss, so it is refused
+        (``ValueError``) rather than reduced as its base class."""
+        kind = type(problem).__name__
+        if type(problem) not in (UFM, ModifiedUFM) and isinstance(problem, UFM):
+            raise ValueError(
+                f"exact reduction needs a UFM or ModifiedUFM itself, got the subclass {kind}"
+                " (its loss may differ from the base class's); integrate the flow (ut.gradient_flow)"
+            )
         if isinstance(problem, ModifiedUFM):
             sch = scheme(problem.design)
             kappa = sch.kernel_eigenvalues(problem.alpha, problem.beta)
