@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import ufmtheory as ut
 from ufmtheory import metrics as M
+from ufmtheory.metrics.curves import PEAK_RTOL
 
 from helpers import budget, designs, kron_projector
 
@@ -555,3 +556,14 @@ def test_not_a_gram_is_an_error_not_nan(G, match):
         M.etf_distance(G)
     with pytest.raises(ValueError, match=match):
         M.gram_metrics(G)
+
+
+def test_peak_on_a_flat_plateau_is_where_it_is_reached():
+    """s(t) = 1 - e^{-t} saturates: the peak is the first saved time within PEAK_RTOL of the maximum
+    (e^{-t} <= 1e-9 from t = 9 ln 10 ≈ 20.7 on), not the argmax of rounding noise on the plateau."""
+    ts = np.arange(0.0, 60.0, 1.0)
+    rng = np.random.default_rng(0)
+    s = -np.expm1(-ts) + 1e-15 * rng.standard_normal(ts.size)
+    out = M.phase_times(ts, s)
+    assert out["peak"] == 21.0 and out["collapse"] is None
+    assert PEAK_RTOL == 1e-9

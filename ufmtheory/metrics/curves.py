@@ -29,7 +29,7 @@ from ufmtheory.metrics._core import (
     _shared_masks,
 )
 
-__all__ = ["phase_times", "gram_metrics", "trajectory_metrics"]
+__all__ = ["PEAK_RTOL", "phase_times", "gram_metrics", "trajectory_metrics"]
 
 # Elements per chunk when a trajectory's Grams are processed as a stack (bounds temporary memory).
 _CHUNK_ELEMENTS = 1 << 22
@@ -43,13 +43,20 @@ def _crossing(t0: float, t1: float, v0: float, v1: float, level: float) -> float
     return float(t0 + w * (t1 - t0))
 
 
+PEAK_RTOL = 1e-9
+"""Strengths within this relative distance of the maximum count as the peak (:func:`phase_times`): far
+above the rounding of a computed strength (~1e-15), far below any real change between saved times."""
+
+
 def phase_times(
     ts: Any, strength: Any, etf_dist: Any = None, etf_tol: float = 0.05
 ) -> dict[str, float | None]:
     """Phase times of a semantic-strength curve (docs: Theory §11).
 
     * ``onset``: first time the strength reaches half its peak;
-    * ``peak``, ``peak_strength``: time (a saved time, not interpolated) and value of the maximum;
+    * ``peak``, ``peak_strength``: time (a saved time, not interpolated) and value of the maximum; the
+      first saved time within :data:`PEAK_RTOL` of it, so that a flat plateau (a flow without a ridge
+      saturating) gives the time it is reached, not the argmax of rounding noise on it;
     * ``collapse``: first time after the peak that the strength falls below half the peak;
     * ``etf_time``: first time after which ``etf_dist < etf_tol`` holds up to the end.
 
@@ -121,8 +128,8 @@ def phase_times(
     t, s = ts[keep], s_all[keep]
     if t.size == 0:
         return out
-    ip = int(np.argmax(s))
-    peak = float(s[ip])
+    peak = float(s.max())
+    ip = int(np.argmax(s >= peak - PEAK_RTOL * abs(peak)))
     out["peak"], out["peak_strength"] = float(t[ip]), peak
     if peak <= 0:
         return out
