@@ -341,7 +341,7 @@ def reduced_solve(
         dense_output: keep the integrator's continuous output as ``trajectory.dense``, so that
             ``trajectory.at(t)`` is accurate to the solver's tolerance between saved times (instead of the
             grid's cubic interpolation); in memory only, about ``16 n_S`` floats per step. Not kept for
-            normalised flows with a ridge on the features (their raw scale is corrected after the solve)
+            normalised flows with a ridge on E (their raw scale is corrected after the solve)
             nor for runs that did not finish ("ok").
         throw: raise :class:`~ufmtheory._results.SolverError` instead of returning a result that is not ok.
 
