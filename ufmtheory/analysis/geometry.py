@@ -160,7 +160,10 @@ def input_geometry(gram_H0: Any, design: Any, *, split_last: bool = True) -> Inp
         # Every context's feature is a function of its shared tokens (a GPT at init reads its last token):
         # no free energy at all, an unbounded ratio, which is a reading, not a failure.
         ratio = math.inf
-        message = "no free energy: the Gram is explained by the shared terms alone (alpha/beta unbounded)"
+        message = (
+            "no free energy: the Gram is explained by the shared terms alone (alpha/beta unbounded; the"
+            " geometry rule cannot scale α by it and keeps the calibrated α)"
+        )
     if math.isnan(ratio):
         status = "inaccurate"
         message = f"a fitted energy is not positive (shared {c_attr:.3g}, free {c_free:.3g})"

@@ -101,11 +101,12 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "## Input geometry (step-0 H Gram)",
             "",
-            "| design | α/β | R² | status |",
-            "|---|---|---|---|",
+            "| design | α/β | R² | status | note |",
+            "|---|---|---|---|---|",
         ]
         for name, g in geo.items():
-            lines.append(f"| {name} | {_fmt(g['alpha_over_beta'])} | {_fmt(g['r2'])} | {g['status']} |")
+            ratio, r2, note = _fmt(g["alpha_over_beta"]), _fmt(g["r2"]), g.get("message", "")
+            lines.append(f"| {name} | {ratio} | {r2} | {g['status']} | {note} |")
         lines.append("")
     ref = results.get("reference_gf", {})
     if ref:
