@@ -30,7 +30,6 @@ from ufmtheory.designs import Design
 __all__ = [
     "UFM",
     "ModifiedUFM",
-    "cross_entropy",
     "cross_entropy_and_grads",
     "log_softmax_columns",
     "Problem",
@@ -58,11 +57,6 @@ def _softmax_parts(Z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     s = e.sum(axis=0)
     ce = np.log(s) * Y.sum(axis=0) - np.einsum("vm,vm->m", Y, shifted)
     return e, s, ce
-
-
-def cross_entropy(Z: np.ndarray, design: Design) -> float:
-    """Weighted soft-label cross-entropy ``Σ_j π_j CE(y_j, softmax(z_j))`` of logits ``Z: (V, m)``."""
-    return float(_softmax_parts(Z, design.Y)[2] @ design.pi)
 
 
 def cross_entropy_and_grads(

@@ -8,8 +8,10 @@ direction's rate grows like ``e^{2λ_E t}`` (a ridge on H shrinks the raw column
 ``λ_H κ_min`` and ``λ_H κ_max``; same effect). The flow stays well defined but no integrator follows it once
 ``λt`` is a few tens: the direction sits at its minimiser given W (the adiabatic limit).
 
-:func:`diagnose` measures that regime at a state; :func:`adiabatic_tail` continues a ridge-on-E flow exactly
-once both W and the direction have stopped moving (then only the raw scale changes, by ``e^{-λ_E Δt}``);
+:func:`diagnose` measures that regime at a state; :func:`adiabatic_tail` continues a ridge-on-E flow once
+W and the direction have stopped moving to within :data:`ADIABATIC_TOL` (then only the raw scale changes, by
+``e^{-λ_E Δt}``, exactly; W and the direction are held where they stopped, so their remaining drift bounds
+the error — an extrapolation, said so in the result's message);
 :func:`stiff_message` says what happened otherwise.
 """
 
@@ -182,8 +184,9 @@ def late_limit(
         Y = np.concatenate([Y, adiabatic_tail(y_d, t_d, ts[T:], lam_X)])
         msg = (
             f"adiabatic limit from t = {diag['t']:.4g}: W and the feature direction have stopped (drift"
-            f" {diag['drift_W']:.1e}, residual {diag['direction_residual']:.1e}), ‖E‖ decays as e^(-λ_E t)"
-            f" exactly; the integrator stopped there ({message})"
+            f" {diag['drift_W']:.1e}, residual {diag['direction_residual']:.1e}) and are held there (an"
+            f" extrapolation within that drift); ‖E‖ decays as e^(-λ_E t) exactly; the integrator stopped"
+            f" there ({message})"
         )
         return "ok", msg, Y, {**diag, "adiabatic_from": diag["t"], "saved_integrated": T}, y_d
     growth = math.exp(min(2.0 * lam_X * diag["t"], 700.0)) if fn.ridge == "E" else diag["rate_factor"]
