@@ -47,7 +47,9 @@ DESIGNS = {
     "hierarchical_2_3": lambda: ut.designs.hierarchical(2, 3),
     "hierarchical_3_2": lambda: ut.designs.hierarchical(3, 2),
     "hierarchical_1_3": lambda: ut.designs.hierarchical(1, 3),
-    "random_attributes": lambda: ut.designs.random_attributes(10, 4, 2, seed=0),  # 10 > C(4,2): duplicates
+    "random_attributes": lambda: ut.designs.random_attributes(
+        10, 4, 2, seed=0, distinct=False
+    ),  # 10 > C(4,2)
     "from_counts": lambda: ut.designs.from_counts(
         [[3, 1, 0, 0], [0, 2, 2, 1], [1, 1, 1, 1]], X=[[1, 0, 1], [0, 1, 1]]
     ),
@@ -117,7 +119,7 @@ def test_sequence_layouts():
     assert set(f.vocab) >= {"a0", "a1", "b0", "b1", "b2"} and len(set(f.vocab)) == f.vocab_size
     h = build_sequences(ut.designs.hierarchical(3, 2))
     assert h.decode(5) == ["<bos>", "L1n1", "L2n2", "ctx[leaf101]"]  # ancestors, then the leaf's id
-    r = build_sequences(ut.designs.random_attributes(10, 4, 2, seed=0))
+    r = build_sequences(ut.designs.random_attributes(10, 4, 2, seed=0, distinct=False))
     has_id = np.array([any(r.vocab[t].startswith("ctx[") for t in row) for row in r.context_tokens])
     assert r.pad_id == 1 and 0 < has_id.sum() < 10  # ids only where attribute sets repeat
     assert np.all(r.context_tokens[~has_id, 0] == r.pad_id)

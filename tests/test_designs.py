@@ -110,6 +110,39 @@ def test_random_attributes(m, p, data, seed):
     np.testing.assert_array_equal(again.X, d.X)  # same seed, same numbers (int or Generator)
 
 
+def _codes(design):
+    return [tuple(col) for col in np.asarray(design.X).T.tolist()]
+
+
+def test_random_attributes_codes_are_distinct_unless_impossible_or_asked():
+    # Issue 9: m = 12, p = 6, k = 2 drew repeated codes for every seed below 100 (contexts sharing their
+    # whole input); now every context gets its own code whenever C(p, k) >= m.
+    for seed in range(20):
+        d = ut.designs.random_attributes(12, 6, 2, seed=seed)
+        assert len(set(_codes(d))) == 12
+        assert len(set(_codes(ut.designs.random_attributes(12, 6, 2, seed=seed, distinct=False)))) < 12
+    # All C(6, 2) = 15 codes for 15 contexts (the redraws would otherwise collide for long).
+    assert sorted(_codes(ut.designs.random_attributes(15, 6, 2, seed=3))) == sorted(
+        tuple(float(i in c) for i in range(6)) for c in itertools.combinations(range(6), 2)
+    )
+    # A draw that had no repeat is unchanged by distinct (same stream).
+    same = 0
+    for seed in range(100):
+        loose = ut.designs.random_attributes(12, 8, 2, seed=seed, distinct=False)
+        if len(set(_codes(loose))) == 12:
+            same += 1
+            assert _codes(ut.designs.random_attributes(12, 8, 2, seed=seed, distinct=True)) == _codes(loose)
+    assert same > 0
+    with pytest.raises(ValueError, match="C\\(p, k\\)"):
+        ut.designs.random_attributes(16, 6, 2, distinct=True)
+    with pytest.warns(UserWarning, match="share their code"):
+        ut.designs.random_attributes(16, 6, 2)
+    with pytest.raises(TypeError, match="distinct"):
+        ut.designs.random_attributes(6, 6, 2, distinct="yes")
+    big = ut.designs.random_attributes(100_001, 70, 4, seed=0)  # vectorised draw; ~5k repeats redrawn
+    assert np.unique(np.asarray(big.attributes), axis=0).shape[0] == 100_001
+
+
 def test_random_attributes_seed_matters_and_validation():
     a = ut.designs.random_attributes(20, 10, 3, seed=0)
     b = ut.designs.random_attributes(20, 10, 3, seed=1)
@@ -311,7 +344,7 @@ def test_large_hierarchy_and_random_attributes_by_the_natural_api():
     small = ut.designs.hierarchical(3, 2)
     # leaf j's ancestor at level l is node j // b^(D-l); rows offset by the sizes of earlier levels
     np.testing.assert_array_equal(small.attributes[5], [5 // 4, 2 + 5 // 2])
-    r = ut.designs.random_attributes(10**6, 3, 2, seed=0)
+    r = ut.designs.random_attributes(10**6, 3, 2, seed=0, distinct=False)
     assert r.attributes.shape == (10**6, 2) and np.all(r.attributes[:, 0] < r.attributes[:, 1])
 
 

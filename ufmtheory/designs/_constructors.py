@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -197,7 +198,53 @@ MAX_FEATURES = 10**6  # random codes draw k of p features per context; the dense
 _LOOP_MAX_CONTEXTS = 100_000  # above this, random codes are drawn vectorised (another stream, same seed rule)
 
 
-def random_attributes(m: int, p: int, k: int, seed: int | np.random.Generator = 0) -> Design:
+def _draw_codes(rng: np.random.Generator, m: int, p: int, k: int, distinct: bool) -> list[np.ndarray]:
+    """m codes, each ``(k,)`` sorted feature indices of p, drawn one by one; with ``distinct`` a code seen
+    before is drawn again (the caller has checked that ``C(p, k) >= m``), so a draw without repeats is the
+    same as without ``distinct``.
+
+    Redraws get slow when the codes nearly exhaust ``C(p, k)`` (coupon collector): after ``20 m + 1000``
+    draws the remaining codes are taken at random among the unused ones (then collisions were frequent, so
+    ``C(p, k)`` is small enough to list)."""
+    codes: list[np.ndarray] = []
+    seen: set[tuple[int, ...]] = set()
+    draws, cap = 0, 20 * m + 1000
+    while len(codes) < m:
+        if distinct and draws >= cap:
+            unused = np.array([c for c in itertools.combinations(range(p), k) if c not in seen])
+            codes.extend(unused[rng.permutation(unused.shape[0])[: m - len(codes)]])
+            break
+        draws += 1
+        code = np.sort(rng.choice(p, size=k, replace=False))
+        key = tuple(code.tolist())
+        if distinct and key in seen:
+            continue
+        seen.add(key)
+        codes.append(code)
+    return codes
+
+
+def _redraw_repeats(rng: np.random.Generator, attributes: np.ndarray, p: int, k: int) -> np.ndarray:
+    """``attributes: (m, k)`` with each repeated code (after its first occurrence) redrawn until all differ.
+
+    When ``C(p, k) <= 4 m`` (redraws would collide for long) the codes are a random choice among all of them.
+    """
+    m = attributes.shape[0]
+    if math.comb(p, k) <= 4 * m:
+        every = np.array(list(itertools.combinations(range(p), k)))
+        return every[rng.permutation(every.shape[0])[:m]]
+    attributes = np.sort(attributes, axis=1)
+    while True:
+        _, first = np.unique(attributes, axis=0, return_index=True)
+        repeat = np.setdiff1d(np.arange(m), first)
+        if repeat.size == 0:
+            return attributes
+        attributes[repeat] = np.sort(np.argsort(rng.random((repeat.size, p)), axis=1)[:, :k], axis=1)
+
+
+def random_attributes(
+    m: int, p: int, k: int, seed: int | np.random.Generator = 0, *, distinct: bool | None = None
+) -> Design:
     """m contexts, each carrying k of p binary features chosen at random, each with its own label.
 
     Args:
@@ -206,6 +253,13 @@ def random_attributes(m: int, p: int, k: int, seed: int | np.random.Generator = 
         k: features per context, ``1 <= k <= p``.
         seed: integer seed or ``numpy.random.Generator``. Same seed, same design (up to 10^5 contexts the
             features are drawn context by context; above, in one vectorised draw).
+        distinct: whether every context gets its own code. Two contexts with the same k features share
+            their whole input, which changes the data encoding (a model then needs an id token to tell them
+            apart) and the phenomenon; independent draws collide often (m = 12, p = 6, k = 2: for every
+            seed below 100). ``True``: a code drawn before is drawn again (seeds whose draw had no repeat
+            give the same design as ``False``); ``ValueError`` when fewer than m codes exist
+            (``C(p, k) < m``). ``False``: independent draws, repeats allowed. ``None`` (default): distinct
+            whenever ``C(p, k) >= m``; otherwise repeats cannot be avoided and a ``UserWarning`` says so.
 
     Example:
         >>> d = random_attributes(5, 4, 2, seed=1)
@@ -227,11 +281,30 @@ def random_attributes(m: int, p: int, k: int, seed: int | np.random.Generator = 
         )
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer | np.random.Generator):
         raise TypeError(f"seed must be an integer or numpy.random.Generator, got {type(seed).__name__}")
+    if distinct is not None and not isinstance(distinct, bool | np.bool_):
+        raise TypeError(f"distinct must be True, False or None, got {distinct!r}")
+    enough = math.comb(p, k) >= m
+    if distinct and not enough:
+        raise ValueError(
+            f"distinct=True needs m <= C(p, k): only {math.comb(p, k)} distinct codes of k={k} of p={p}"
+            f" features exist for m={m} contexts (use more features, or distinct=False to allow repeats)"
+        )
+    if distinct is None:
+        distinct = enough
+        if not enough:
+            warnings.warn(
+                f"random_attributes: only C({p}, {k}) = {math.comb(p, k)} codes exist for m={m} contexts, so"
+                " some contexts share their code (pass distinct=False to accept this without a warning)",
+                UserWarning,
+                stacklevel=2,
+            )
     rng = np.random.default_rng(seed)
     if m <= _LOOP_MAX_CONTEXTS:
-        attributes = np.stack([rng.choice(p, size=k, replace=False) for _ in range(m)])
+        attributes = np.stack(_draw_codes(rng, m, p, k, bool(distinct)))
     else:
         attributes = np.argsort(rng.random((m, p)), axis=1)[:, :k]
+        if distinct:
+            attributes = _redraw_repeats(rng, attributes, p, k)
     return Design(
         labels="identity",
         m=m,

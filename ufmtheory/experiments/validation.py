@@ -72,7 +72,8 @@ def random_distinct(m: int = 12, p: int = 8, k: int = 2, max_seeds: int = 1000) 
         ``(design, seed)``.
     """
     for seed in range(max_seeds):
-        d = designs_mod.random_attributes(m, p, k, seed=seed)
+        # distinct=False: the first naturally distinct draw, the protocol's design as published
+        d = designs_mod.random_attributes(m, p, k, seed=seed, distinct=False)
         codes = {tuple(col) for col in np.asarray(d.X).T.tolist()}
         if len(codes) == m:
             return d, seed
