@@ -32,6 +32,8 @@ __all__ = [
     "ModifiedUFM",
     "cross_entropy_and_grads",
     "log_softmax_columns",
+    "normalise_columns",
+    "normalise_columns_backward",
     "Problem",
 ]
 
@@ -81,6 +83,20 @@ def cross_entropy_and_grads(
     G = e
     G -= Y * pi
     return loss, (G @ H.T, W.T @ G)
+
+
+def normalise_columns(H_raw: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(H, norms)``: every column of ``H_raw: (d, m)`` put on the sphere of radius ``radius``, and the
+    ``(1, m)`` column norms it was divided by (kept for :func:`normalise_columns_backward`)."""
+    norms = np.linalg.norm(H_raw, axis=0, keepdims=True)
+    return radius * H_raw / norms, norms
+
+
+def normalise_columns_backward(gH: np.ndarray, H: np.ndarray, norms: np.ndarray, radius: float) -> np.ndarray:
+    """The gradient on ``H_raw: (d, m)`` from the gradient ``gH`` on ``H = normalise_columns(H_raw)``."""
+    # d(r x/|x|)/dx = (r/|x|)(I - x̂x̂ᵀ): project out the radial part of each column's gradient.
+    unit = H / radius
+    return (radius / norms) * (gH - unit * (unit * gH).sum(axis=0, keepdims=True))
 
 
 @runtime_checkable
@@ -326,23 +342,22 @@ class ModifiedUFM(UFM):
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"W": (self.design.V, self.dim), "E": (self.dim, self.design.p + self.design.m)}
 
+    def raw_features(self, params: dict[str, np.ndarray]) -> np.ndarray:
+        """The features before normalisation, ``E X̃: (d, m)`` (subclasses with another feature path
+        override this one method)."""
+        return params["E"] @ self.X_tilde
+
     def features(self, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        H = params["E"] @ self.X_tilde
-        if self.normalize is not None:
-            H = self.normalize * H / np.linalg.norm(H, axis=0, keepdims=True)
-        return params["W"], H
+        H_raw = self.raw_features(params)
+        return params["W"], H_raw if self.normalize is None else normalise_columns(H_raw, self.normalize)[0]
 
     def loss_and_grad(
         self, params: dict[str, np.ndarray], need_grad: bool = True
     ) -> tuple[float, dict[str, np.ndarray]]:
         """Loss and gradient ``{"W": (V, d), "E": (d, p + m)}`` via the chain rule through ``H = N(E X̃)``."""
         W, E = params["W"], params["E"]
-        H_raw = E @ self.X_tilde
-        if self.normalize is not None:
-            norms = np.linalg.norm(H_raw, axis=0, keepdims=True)
-            H = self.normalize * H_raw / norms
-        else:
-            H = H_raw
+        H_raw = self.raw_features(params)
+        H, norms = (H_raw, None) if self.normalize is None else normalise_columns(H_raw, self.normalize)
         loss, grads = cross_entropy_and_grads(W, H, self.design, need_grad)
         loss += 0.5 * self.lam_W * float(np.vdot(W, W))
         if self.ridge == "H":
@@ -352,10 +367,8 @@ class ModifiedUFM(UFM):
         if not need_grad:
             return loss, {}
         gW, gH = grads
-        if self.normalize is not None:
-            # d(r x/|x|)/dx = (r/|x|)(I - x̂x̂ᵀ): project out the radial part of each column's gradient.
-            unit = H / self.normalize
-            gH = (self.normalize / norms) * (gH - unit * (unit * gH).sum(axis=0, keepdims=True))
+        if norms is not None and self.normalize is not None:
+            gH = normalise_columns_backward(gH, H, norms, self.normalize)
         if self.ridge == "H" and self.lam_H:
             gH = gH + self.lam_H * H_raw
         gE = gH @ self.X_tilde.T

@@ -35,7 +35,12 @@ from typing import Any
 import numpy as np
 
 from ufmtheory import _validate
-from ufmtheory.models import ModifiedUFM, cross_entropy_and_grads
+from ufmtheory.models import (
+    ModifiedUFM,
+    cross_entropy_and_grads,
+    normalise_columns,
+    normalise_columns_backward,
+)
 
 __all__ = ["DeepContextUFM", "id_token_contexts"]
 
@@ -89,34 +94,23 @@ class DeepContextUFM(ModifiedUFM):
         r = int(self.rank)  # type: ignore[arg-type]
         return {"W": (self.design.V, d), "E": (d, self.X_tilde.shape[0]), "A": (d, r), "B": (r, m)}
 
-    def _raw(self, params: dict[str, np.ndarray]) -> np.ndarray:
+    def raw_features(self, params: dict[str, np.ndarray]) -> np.ndarray:
+        """``E X̂ + β A B: (d, m)``, the features before normalisation."""
         return params["E"] @ self.X_tilde + self.beta * (params["A"] @ params["B"])
-
-    def features(self, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        H = self._raw(params)
-        if self.normalize is not None:
-            H = self.normalize * H / np.linalg.norm(H, axis=0, keepdims=True)
-        return params["W"], H
 
     def loss_and_grad(
         self, params: dict[str, np.ndarray], need_grad: bool = True
     ) -> tuple[float, dict[str, np.ndarray]]:
         """Loss and gradient ``{"W", "E", "A", "B"}`` by the chain rule through ``H = N(E X̂ + β A B)``."""
         W = params["W"]
-        H_raw = self._raw(params)
-        if self.normalize is not None:
-            norms = np.linalg.norm(H_raw, axis=0, keepdims=True)
-            H = self.normalize * H_raw / norms
-        else:
-            H = H_raw
+        H_raw = self.raw_features(params)
+        H, norms = (H_raw, None) if self.normalize is None else normalise_columns(H_raw, self.normalize)
         loss, grads = cross_entropy_and_grads(W, H, self.design, need_grad)
         if not need_grad:
             return loss, {}
         gW, gH = grads
-        if self.normalize is not None:
-            # d(r x/|x|)/dx = (r/|x|)(I - x̂x̂ᵀ): project out the radial part of each column's gradient.
-            unit = H / self.normalize
-            gH = (self.normalize / norms) * (gH - unit * (unit * gH).sum(axis=0, keepdims=True))
+        if norms is not None and self.normalize is not None:
+            gH = normalise_columns_backward(gH, H, norms, self.normalize)
         return loss, {
             "W": gW,
             "E": gH @ self.X_tilde.T,
