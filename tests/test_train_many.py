@@ -57,8 +57,9 @@ def test_adamw_full_batch_matches_separate_runs_with_weight_decay_and_peak_monit
 
 def test_sgd_minibatch_with_padding_and_tied_weights_keeps_each_seeds_data_order():
     # 8 rows, batch 3: seeded epoch permutations, a different batch per seed at each step; random
-    # attributes give sequences of different lengths (left padding, the attention pad mask).
-    design = ut.designs.random_attributes(8, 5, 2, seed=0)
+    # attributes with repeated codes (distinct=False) get id tokens, so sequences of different lengths (left
+    # padding, the attention pad mask).
+    design = ut.designs.random_attributes(8, 5, 2, seed=0, distinct=False)
     assert build_sequences(design).pad_id is not None
     cfg = dataclasses.replace(
         TINY,
