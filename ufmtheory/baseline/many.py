@@ -70,11 +70,11 @@ from torch import nn
 
 from ufmtheory.baseline._grouped import _grouped_model, _last_position_logits, _Rows, _stacked_optimizer
 from ufmtheory.baseline.config import TrainConfig
-from ufmtheory.baseline.data import SequenceData, build_sequences
+from ufmtheory.baseline.data import SequenceData
 from ufmtheory.baseline.model import GPT, GPTConfig, resolve_device
 from ufmtheory.baseline.monitor import PeakMonitor
 from ufmtheory.baseline.recorder import GramRecorder, snapshot_steps
-from ufmtheory.baseline.train import _ce_terms, _label_loss, _training_context
+from ufmtheory.baseline.train import _ce_terms, _design_sequences, _label_loss, _training_context
 from ufmtheory.designs import Design
 from ufmtheory.trajectory import Trajectory
 
@@ -160,17 +160,9 @@ def train_many(
         raise ValueError(f"seed={overrides['seed']!r}: train_many takes its seeds from `seeds` only")
     if overrides:
         config = dataclasses.replace(config, **overrides)
-    if not isinstance(design, Design):
-        raise TypeError(f"design must be a ufmtheory Design, got {type(design).__name__}")
     seed_list = _check_seeds(seeds)
+    data = _design_sequences(design, config)
     configs = [dataclasses.replace(config, seed=s) for s in seed_list]
-    data = build_sequences(
-        design,
-        loss_positions=config.loss_positions,
-        soft_targets=config.soft_targets,
-        context_ids=config.context_ids,
-        max_rows=config.max_rows,
-    )
     gpt_cfg = config.gpt_config(data)
     _check_supported(config, gpt_cfg)
     device = resolve_device(config.device)

@@ -210,6 +210,20 @@ def _ce_terms(
     return ce * w, w
 
 
+def _design_sequences(design: Design, config: TrainConfig) -> SequenceData:
+    """The token data ``config`` trains on (``design`` checked first): shared by :func:`train` and
+    :func:`~ufmtheory.baseline.many.train_many`."""
+    if not isinstance(design, Design):
+        raise TypeError(f"design must be a ufmtheory Design, got {type(design).__name__}")
+    return build_sequences(
+        design,
+        loss_positions=config.loss_positions,
+        soft_targets=config.soft_targets,
+        context_ids=config.context_ids,
+        max_rows=config.max_rows,
+    )
+
+
 def train(design: Design, config: TrainConfig | None = None, /, **overrides: Any) -> Trajectory:
     """Train the GPT on ``design`` and return its Gram trajectory (``time_unit="step"``).
 
@@ -234,15 +248,7 @@ def train(design: Design, config: TrainConfig | None = None, /, **overrides: Any
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     if overrides:
         config = dataclasses.replace(config, **overrides)
-    if not isinstance(design, Design):
-        raise TypeError(f"design must be a ufmtheory Design, got {type(design).__name__}")
-    data = build_sequences(
-        design,
-        loss_positions=config.loss_positions,
-        soft_targets=config.soft_targets,
-        context_ids=config.context_ids,
-        max_rows=config.max_rows,
-    )
+    data = _design_sequences(design, config)
     device = resolve_device(config.device)
     gpt_cfg = config.gpt_config(data)
     with _training_context(config, device):
