@@ -567,7 +567,7 @@ def stage_soft_label(args: argparse.Namespace) -> dict[str, Any]:
     t1, loads = args.soft_t1, {"start": load_average()}
     foreign = ForeignLoad()
     gram, wall, cpu = _timed_flow(prob, t1)  # method="auto"
-    if gram.method != "gram-LSODA" or not gram.ok:
+    if gram.method != "gram-BDF" or not gram.ok:
         raise RuntimeError(
             f"auto did not run the Gram flow to t1: {gram.method} {gram.status} {gram.message}"
         )
@@ -582,6 +582,8 @@ def stage_soft_label(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_s": cpu,
             "evaluations": gram.stats["n_evals"],
             "jacobians": gram.stats["n_jac"],
+            "factorisations": gram.stats["n_lu"],
+            "atol_state_max": gram.stats["atol_state"],
             "state_size": gram.stats["state_size"],
             "saved": int(gram.ts.size),
             "loss_t1": float(gram.loss[-1]),
@@ -589,7 +591,8 @@ def stage_soft_label(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     log(
-        f"  soft gram   {gram.stats['n_evals']} evals, {gram.stats['n_jac']} Jacobians, {wall:.1f} s"
+        f"  soft gram   {gram.stats['n_evals']} evals, {gram.stats['n_jac']} Jacobians,"
+        f" {gram.stats['n_lu']} factorisations, {wall:.1f} s"
         f" ({cpu:.1f} s CPU)"
     )
     if not args.quick:
@@ -629,7 +632,8 @@ def soft_label_rows(sl: dict[str, Any]) -> list[tuple[str, str]]:
         (
             f"  Gram flow ({g['method']})",
             f"{g['wall_s']:.2f} s wall, {g['cpu_s']:.2f} s CPU, {g['evaluations']} evals, {g['jacobians']} "
-            f"Jacobians, state {g['state_size']}, {g['status']}",
+            f"Jacobians, {g.get('factorisations', '?')} factorisations, state {g['state_size']},"
+            f" {g['status']}",
         ),
     ]
     if "err_vs_rtol_1e-10" in g:

@@ -247,13 +247,13 @@ def integrate(
     s_eval: np.ndarray,
     record: Callable[[np.ndarray], None],
     *,
-    method: str,
+    method: str | Callable[..., Any],
     rtol: float,
     atol: float,
     max_evals: int | None,
     variable: str = "s",
     progress: Callable[[float], None] | None = None,
-    jac: Callable[[float, np.ndarray], np.ndarray] | None = None,
+    jac: Callable[[float, np.ndarray], Any] | None = None,
     segments: MutableSequence[tuple[float, float, Any]] | None = None,
 ) -> tuple[str, str, int]:
     """Integrate ``dy/ds = rhs(s, y)`` from ``s = 0`` to ``s1``, calling ``record(y)`` at each ``s_eval``.
@@ -267,14 +267,17 @@ def integrate(
         s1: end of the integration variable (> 0).
         s_eval: (T,) increasing save points in ``[0, s1]``.
         record: called with the state at each save point, in order.
-        method: a scipy stepper name (:data:`SOLVERS`).
+        method: a scipy stepper name (:data:`SOLVERS`), or a stepper class with scipy's ``OdeSolver``
+            interface (called as ``method(rhs, 0, y0, s1, rtol=, atol=, jac=)``; its ``name`` attribute, if
+            any, names it in messages).
         rtol, atol: stepper tolerances.
         max_evals: cap on ``rhs`` evaluations (``None``: none).
         variable: the name of ``s`` in messages (``"s"`` for log-time, ``"t"``).
         progress: called with the current ``s`` after each step.
         jac: optional Jacobian ``d rhs/dy: (n, n)`` of the right-hand side, handed to the implicit steppers
             (LSODA, BDF, Radau) instead of their finite differences (which cost ``n`` evaluations each);
-            ``ValueError`` with an explicit stepper, which would ignore it.
+            ``ValueError`` with an explicit stepper, which would ignore it. A stepper class gets it as it
+            is (whatever Jacobian object that class takes).
         segments: when a list (or a bounded ``deque``: the last steps only), each accepted step appends
             ``(s_old, s_new, interpolant)`` (the stepper's dense output, ``interpolant(s) -> y``), so that the
             caller can evaluate the solution anywhere at the stepper's accuracy; costs the dense output on
@@ -284,8 +287,12 @@ def integrate(
         ``(status, message, n_evals)`` with status ``"ok"``, ``"max_evals"``, ``"nonfinite"`` (a non-finite
         derivative or state) or ``"failed"`` (the stepper gave up; its message).
     """
-    if jac is not None and method not in _IMPLICIT:
-        raise ValueError(f"jac applies to the implicit steppers {_IMPLICIT}, not to method={method!r}")
+    if isinstance(method, str):
+        if jac is not None and method not in _IMPLICIT:
+            raise ValueError(f"jac applies to the implicit steppers {_IMPLICIT}, not to method={method!r}")
+        stepper, name = SOLVERS[method], method
+    else:
+        stepper, name = method, str(getattr(method, "name", getattr(method, "__name__", "stepper")))
     n_evals = 0
 
     def counted(s: float, y: np.ndarray) -> np.ndarray:
@@ -307,11 +314,11 @@ def integrate(
     tiny, stalled = _STALL_REL * max(1.0, abs(s1)), 0
     try:
         extra = {} if jac is None else {"jac": jac}
-        solver = SOLVERS[method](counted, 0.0, y0, s1, rtol=rtol, atol=atol, **extra)
+        solver = stepper(counted, 0.0, y0, s1, rtol=rtol, atol=atol, **extra)
         while solver.status == "running":
             step_message = solver.step()
             if solver.status == "failed":
-                status, message = "failed", f"{method}: {step_message} at {variable} = {solver.t:.6g}"
+                status, message = "failed", f"{name}: {step_message} at {variable} = {solver.t:.6g}"
                 break
             if not np.isfinite(solver.y).all():
                 status, message = "nonfinite", f"non-finite state at {variable} = {solver.t:.6g}"
@@ -320,7 +327,7 @@ def integrate(
             if stalled >= _STALL_STEPS:
                 status = "failed"
                 message = (
-                    f"{method}: {_STALL_STEPS} steps in a row below {tiny:.3g} at {variable} = {solver.t:.6g}"
+                    f"{name}: {_STALL_STEPS} steps in a row below {tiny:.3g} at {variable} = {solver.t:.6g}"
                     " (too stiff for the integrator; check the scales of the problem)"
                 )
                 break

@@ -36,6 +36,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ import numpy as np
 from ufmtheory._results import make_stats
 from ufmtheory.models import UFM, ModifiedUFM, log_softmax_columns
 from ufmtheory.solvers._frontend import AUTO_STIFF_MAX_PARAMS, choose_method, dense_snapshots, integrate
+from ufmtheory.solvers.gram_newton import GramBDF, GramJacobian, symmetric_from_upper, upper_indices
 from ufmtheory.trajectory import Trajectory
 
 __all__ = [
@@ -63,9 +65,9 @@ __all__ = [
     "solve_gram_flow",
 ]
 
-GRAM_STEPPER = "LSODA"
-"""The stepper of ``method="gram"``: Adams while the flow is not stiff (escape from a small start), BDF with
-the analytic Jacobian once it is."""
+GRAM_STEPPER = "BDF"
+"""The stepper of ``method="gram"``: scipy's BDF with the analytic Jacobian by blocks and Newton solves
+through the Schur complement on Z (:class:`~ufmtheory.solvers.gram_newton.GramBDF`)."""
 
 
 GRAM_AUTO_MAX_STATE = 2500
@@ -213,6 +215,12 @@ class GramSystem:
             Y=design.Y, pi=design.pi, X_tilde=X_tilde, N=N, lam_W=problem.lam_W, ridge_B=N, identity_X=False
         )
 
+    @cached_property
+    def N_eigen(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(values: (n,), vectors: (n, n))`` of the symmetric ridge operator ``N``."""
+        values, vectors = np.linalg.eigh(self.N)
+        return values, vectors
+
     def logits(self, Z: np.ndarray) -> np.ndarray:
         """``L = Z X̃: (V, m)`` from ``Z: (V, n)``."""
         return Z if self.identity_X else Z @ self.X_tilde
@@ -250,52 +258,76 @@ def gram_rhs(
     return dZ, dA, dB
 
 
-def gram_jacobian(system: GramSystem, Z: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Dense Jacobian of :func:`gram_rhs` on the full state ``[vec Z, vec A, vec B]`` (row-major vecs,
-    A and B treated as general matrices): shape ``(Vn + V² + n², Vn + V² + n²)``.
+def jacobian_blocks(
+    system: GramSystem, Z: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float = 1.0
+) -> GramJacobian:
+    """The Jacobian of :func:`gram_rhs` at ``Z: (V, n)``, ``A: (V, V)``, ``B: (n, n)`` by blocks
+    (:class:`~ufmtheory.solvers.gram_newton.GramJacobian`: what the implicit stepper factorises), with
+    ``scale`` recorded as the factor the stepper applies to all of it.
 
     The softmax enters through ``T[v, i, u, k] = ∂M[v, i]/∂Z[u, k] = Σ_j π_j S_j[v, u] X̃[i, j] X̃[k, j]``
-    (``S_j = diag(p_j) - p_j p_jᵀ``); every other term is bilinear in the state.
+    (``S_j = diag(p_j) - p_j p_jᵀ``); every other term is bilinear in the state, and the columns of A and
+    B act through ``M`` and the ridge alone (kept implicit in the block object).
     """
     V, n, m = system.V, system.n, system.Y.shape[1]
     _, P, M = system.softmax_and_M(Z)
-    N, lam_W = system.N, system.lam_W
     Spi = -np.einsum("vj,uj->jvu", P, P)
     Spi[:, np.arange(V), np.arange(V)] += P.T
     Spi *= system.pi[:, None, None]  # (m, V, V): π_j S_j
+    nz = V * n
     if system.identity_X:
         T = np.zeros((V, n, V, n))
         T[:, np.arange(n), :, np.arange(n)] = Spi  # δ_ik π_i S_i[v, u]
     else:
         Xo = np.einsum("ij,kj->ikj", system.X_tilde, system.X_tilde).reshape(n * n, m)
         T = (Xo @ Spi.reshape(m, V * V)).reshape(n, n, V, V).transpose(2, 0, 3, 1)
-    nz, nA = V * n, V * V
-    size = nz + nA + n * n
-    J = np.zeros((size, size))
     T3 = T.reshape(V, n, nz)  # [v, i, (u, k)]
     rows, cols = np.arange(V), np.arange(n)
-    # Columns of Z, blocks indexed [row indices..., (u, k)]. Rows of Z: -(dM B + A dM) - λ_W dZ - dZ N.
-    JZZ = (np.matmul(B.T, T3) + (A @ T3.reshape(V, n * nz)).reshape(V, n, nz)).reshape(nz, nz)
-    JZZ += np.kron(np.eye(V), N.T + lam_W * np.eye(n))  # δ_vu (N[k, h] + λ_W δ_kh)
-    J[:nz, :nz] = -JZZ
+    # Rows of Z: -(dM B + A dM) - λ_W dZ - dZ N.
+    Jzz = -(np.matmul(B.T, T3) + (A @ T3.reshape(V, n * nz)).reshape(V, n, nz)).reshape(nz, nz)
+    Jzz -= np.kron(np.eye(V), system.N.T + system.lam_W * np.eye(n))  # δ_vu (N[k, h] + λ_W δ_kh)
     # Rows of A: -(dM Zᵀ + Z dMᵀ + dZ Mᵀ + M dZᵀ).
     TZ = np.matmul(Z, T3)  # [v, w, (u, k)] = Σ_i Z[w, i] T[v, i, u, k]
-    JAZ = (TZ + TZ.transpose(1, 0, 2)).reshape(V, V, V, n)
-    JAZ[rows, :, rows, :] += M  # δ_vu M[w, k], indexed [u, w, k]
-    JAZ[:, rows, rows, :] += M[:, None, :]  # M[v, k] δ_wu, indexed [v, u, k]
-    J[nz : nz + nA, :nz] = -JAZ.reshape(nA, nz)
+    dA = (TZ + TZ.transpose(1, 0, 2)).reshape(V, V, V, n)
+    dA[rows, :, rows, :] += M  # δ_vu M[w, k], indexed [u, w, k]
+    dA[:, rows, rows, :] += M[:, None, :]  # M[v, k] δ_wu, indexed [v, u, k]
     # Rows of B: -(dMᵀ Z + Zᵀ dM + Mᵀ dZ + dZᵀ M).
     ZT = (Z.T @ T3.reshape(V, n * nz)).reshape(n, n, nz)  # [i, h, (u, k)] = Σ_v Z[v, i] T[v, h, u, k]
-    JBZ = (ZT + ZT.transpose(1, 0, 2)).reshape(n, n, V, n)
-    JBZ[:, cols, :, cols] += M.T[None]  # M[u, i] δ_hk, indexed [k, i, u]
-    JBZ[cols, :, :, cols] += M.T[None]  # δ_ik M[u, h], indexed [k, h, u]
-    J[nz + nA :, :nz] = -JBZ.reshape(n * n, nz)
+    dB = (ZT + ZT.transpose(1, 0, 2)).reshape(n, n, V, n)
+    dB[:, cols, :, cols] += M.T[None]  # M[u, i] δ_hk, indexed [k, i, u]
+    dB[cols, :, :, cols] += M.T[None]  # δ_ik M[u, h], indexed [k, h, u]
+    values, vectors = system.N_eigen
+    return GramJacobian(
+        Jzz=Jzz,
+        dA_dZ=-dA.reshape(V, V, nz),
+        dB_dZ=-dB.reshape(n, n, nz),
+        M=M,
+        lam_W=system.lam_W,
+        N_values=values,
+        N_vectors=vectors,
+        scale=scale,
+    )
+
+
+def gram_jacobian(system: GramSystem, Z: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Dense Jacobian of :func:`gram_rhs` on the full state ``[vec Z, vec A, vec B]`` (row-major vecs,
+    A and B treated as general matrices): shape ``(Vn + V² + n², Vn + V² + n²)``; assembled from
+    :func:`jacobian_blocks` (the implicit stepper never forms it: it is the reference for checks)."""
+    blocks = jacobian_blocks(system, Z, A, B)
+    V, n, M, N = system.V, system.n, blocks.M, system.N
+    nz, nA = V * n, V * V
+    size = nz + nA + n * n
+    rows, cols = np.arange(V), np.arange(n)
+    J = np.zeros((size, size))
+    J[:nz, :nz] = blocks.Jzz
+    J[nz : nz + nA, :nz] = blocks.dA_dZ.reshape(nA, nz)
+    J[nz + nA :, :nz] = blocks.dB_dZ.reshape(n * n, nz)
     # Columns of A: Ż gets -dA M, Ȧ gets -2 λ_W dA.
     JZA = np.zeros((V, n, V, V))
     JZA[rows, :, rows, :] = -M.T[None]  # -δ_va M[b, i], indexed [a, i, b]
     J[:nz, nz : nz + nA] = JZA.reshape(nz, nA)
     diag = np.arange(nz, nz + nA)
-    J[diag, diag] = -2.0 * lam_W
+    J[diag, diag] = -2.0 * system.lam_W
     # Columns of B: Ż gets -M dB, Ḃ gets -(N dB + dB N).
     JZB = np.zeros((V, n, n, n))
     JZB[:, cols, :, cols] = -M[None]  # -M[v, a] δ_ib, indexed [b, v, a]
@@ -319,39 +351,16 @@ def gram_snapshot(
 
 
 # -- packing: A and B by their upper triangles -----------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class _Packing:
-    V: int
-    n: int
-
-    def __post_init__(self) -> None:
-        V, n = self.V, self.n
-        object.__setattr__(self, "iA", np.triu_indices(V))
-        object.__setattr__(self, "iB", np.triu_indices(n))
-
-    @property
-    def sizes(self) -> tuple[int, int, int]:
-        return self.V * self.n, self.V * (self.V + 1) // 2, self.n * (self.n + 1) // 2
-
-
 def pack_state(Z: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """``[vec Z, upper triangle of A, upper triangle of B]``: shape ``(Vn + V(V+1)/2 + n(n+1)/2,)``."""
-    return np.concatenate([Z.ravel(), A[np.triu_indices(A.shape[0])], B[np.triu_indices(B.shape[0])]])
+    return np.concatenate([Z.ravel(), A[upper_indices(A.shape[0])], B[upper_indices(B.shape[0])]])
 
 
 def unpack_state(y: np.ndarray, V: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inverse of :func:`pack_state`: ``(Z: (V, n), A: (V, V), B: (n, n))``, A and B symmetric."""
     nz, na = V * n, V * (V + 1) // 2
     Z = y[:nz].reshape(V, n)
-    return Z, _symmetric(y[nz : nz + na], V), _symmetric(y[nz + na :], n)
-
-
-def _symmetric(upper: np.ndarray, k: int) -> np.ndarray:
-    out = np.zeros((k, k))
-    iu = np.triu_indices(k)
-    out[iu] = upper
-    out[iu[1], iu[0]] = upper
-    return out
+    return Z, symmetric_from_upper(y[nz : nz + na], k=V), symmetric_from_upper(y[nz + na :], k=n)
 
 
 def _packed_indices(k: int, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -374,6 +383,57 @@ def packed_jacobian(J_full: np.ndarray, V: int, n: int) -> np.ndarray:
 
 
 # -- the solve ---------------------------------------------------------------------------------------------
+def _atol_rule(
+    atol: float, theta0: np.ndarray, Z0: np.ndarray, A0: np.ndarray, B0: np.ndarray
+) -> Callable[[np.ndarray], float]:
+    """``rule(y) -> atol · min(1, |θ|)`` on the packed state, ``|θ|`` the parameters' size.
+
+    The Grams are quadratic in the parameters: an error δ in θ moves them by about ``|θ| δ``, so the
+    parameter flow's ``atol`` is ``atol · |θ|`` on the Grams. At the start ``|θ| = max|θ0|`` (init std 1e-3:
+    Grams ~1e-4, where an unscaled 1e-10 would be a 1e-6 relative error through the escape); it then grows
+    with ``sqrt(max(diag A, diag B))``, the largest row norm of ``[W; Eᵀ]``. A tolerance left at the start's
+    value (4e-13 on the 16 × 30 soft design) sits below what the Newton iteration can resolve once ``c J``
+    is large (rounding ~ ``cond · eps · |y|``), and the stepper then fails and restarts near-zero entries
+    again and again: on that design, 185 instead of 87 Jacobians to t = 1e5 under LSODA.
+    """
+    start = float(np.abs(theta0).max(initial=0.0))
+    row0 = _row_size(A0, B0)
+    if start == 0.0 or row0 == 0.0:
+        return lambda y: atol
+    V, n = A0.shape[0], B0.shape[0]
+    nz, na = V * n, V * (V + 1) // 2
+    diag_A = nz + np.cumsum(np.r_[0, np.arange(V, 1, -1)])  # packed positions of A's diagonal
+    diag_B = nz + na + np.cumsum(np.r_[0, np.arange(n, 1, -1)])
+
+    def rule(y: np.ndarray) -> float:
+        size = math.sqrt(max(float(y[diag_A].max()), float(y[diag_B].max()), 0.0))
+        return atol * min(1.0, start * size / row0)
+
+    return rule
+
+
+ROUNDING_FLOOR = 10.0
+"""Factor of the Gram flow's rounding floor on the absolute tolerance (:func:`rounding_floor`)."""
+
+
+def rounding_floor(t: float, y: np.ndarray) -> float:
+    """``ROUNDING_FLOOR · eps · (1 + t) · max|y|``: the smallest absolute tolerance worth asking for at time
+    ``t`` on the state ``y: (size,)``.
+
+    The right-hand side is a sum of terms of size about ``|y|`` whose result can be far smaller (late in a
+    soft-label flow the gradient is ~1/t, a difference of logits ~ln t), so each evaluation carries an
+    absolute rounding error of order ``eps |y|`` that no stepper can remove, and integrating to ``t``
+    accumulates up to ``eps · t · |y|``. Asking for less makes Newton fail on noise: on the 16 × 30
+    soft-label design to t = 1e8 this floor takes the run from 41 to 28 Jacobians with the same end-point
+    error against an rtol 1e-10 run (8e-8).
+    """
+    return ROUNDING_FLOOR * float(np.finfo(float).eps) * (1.0 + t) * float(np.abs(y).max(initial=0.0))
+
+
+def _row_size(A: np.ndarray, B: np.ndarray) -> float:
+    return math.sqrt(max(float(np.diag(A).max()), float(np.diag(B).max()), 0.0))
+
+
 def solve_gram_flow(
     problem: Any,
     theta0: np.ndarray,
@@ -390,21 +450,20 @@ def solve_gram_flow(
     """Integrate the Gram flow of ``problem`` from the parameters ``theta0: (n_params,)`` to ``t1``, saving at
     ``ts: (T,)`` (checked by the caller, :func:`ufmtheory.gradient_flow`); not yet passed through ``finish``.
 
-    The stepper's absolute tolerance is ``atol · min(1, max|θ0|)`` (``stats["atol_state"]``): the Grams are
-    quadratic in the parameters.
+    The stepper's absolute tolerance follows the parameters' size (:func:`_atol_rule`; the largest one used
+    is ``stats["atol_state"]``): the Grams are quadratic in the parameters.
 
     Returns:
-        Trajectory with the conventions of :func:`ufmtheory.gradient_flow` (``method="gram-LSODA"``; stats
-        also ``n_jac``, the analytic Jacobians computed, ``state_size`` and ``atol_state``).
+        Trajectory with the conventions of :func:`ufmtheory.gradient_flow` (``method="gram-BDF"``; stats
+        also ``n_jac``, the analytic Jacobians computed, ``n_lu``, the factorisations, ``state_size`` and
+        ``atol_state``).
     """
     check_gram_problem(problem)
     system = GramSystem.from_problem(problem)
     V, n = system.V, system.n
     y0 = pack_state(*initial_state(problem, problem.unpack(theta0)))
-    # The Grams are quadratic in the parameters: an error δ in θ moves them by about |θ|·δ. So that atol
-    # means what it means for the parameter flow from a small start (init std 1e-3: Grams ~1e-4, where the
-    # unscaled atol 1e-10 would be a 1e-6 relative error through the escape), scale it by the start's size.
-    atol_state = atol * min(1.0, float(np.abs(theta0).max(initial=0.0)) or 1.0)
+    atol_rule = _atol_rule(atol, theta0, *unpack_state(y0, V, n))
+    atol_state = atol_rule(y0)
     n_jac = 0
 
     def rhs(s: float, y: np.ndarray) -> np.ndarray:
@@ -413,13 +472,25 @@ def solve_gram_flow(
         dy *= math.exp(s) if log_time else 1.0
         return dy
 
-    def jac(s: float, y: np.ndarray) -> np.ndarray:
+    def jac(s: float, y: np.ndarray) -> GramJacobian:
         nonlocal n_jac
         n_jac += 1
-        J = packed_jacobian(gram_jacobian(system, *unpack_state(y, V, n)), V, n)
-        if log_time:
-            J *= math.exp(s)
-        return J
+        return jacobian_blocks(system, *unpack_state(y, V, n), scale=math.exp(s) if log_time else 1.0)
+
+    made: list[GramBDF] = []
+
+    def stepper(fun: Any, s0: float, y_start: np.ndarray, s_end: float, **options: Any) -> GramBDF:
+        def rule(s: float, y: np.ndarray) -> float:
+            nonlocal atol_state
+            t = math.expm1(s) if log_time else s
+            atol_state = max(atol_state, atol_rule(y), rounding_floor(t, y))
+            return atol_state
+
+        scale = math.exp if log_time else None
+        made.append(GramBDF(fun, s0, y_start, s_end, atol_rule=rule, time_scale=scale, **options))
+        return made[-1]
+
+    stepper.name = GRAM_STEPPER  # type: ignore[attr-defined]
 
     T = ts.size
     m = system.Y.shape[1]
@@ -441,7 +512,7 @@ def solve_gram_flow(
         s1,
         s_eval,
         record,
-        method=GRAM_STEPPER,
+        method=stepper,
         rtol=rtol,
         atol=atol_state,
         max_evals=max_evals,
@@ -464,6 +535,7 @@ def solve_gram_flow(
         rtol=rtol,
         atol=atol,
         n_jac=n_jac,
+        n_lu=made[0].nlu if made else 0,
         state_size=y0.size,
         atol_state=atol_state,
     )
