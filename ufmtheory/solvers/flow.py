@@ -176,8 +176,9 @@ def gradient_flow(
             stiff late phase of regularised and soft-label flows; above that ``"gram"`` when the flow is
             stiff and the Gram state is small, see :func:`~ufmtheory.solvers.gram_flow.choose_flow_method`,
             else DOP853), ``"gram"`` (the exact flow of the Grams ``W Wᵀ``, ``EᵀE``, ``W E`` with an
-            analytic Jacobian, LSODA; UFM and unnormalised ModifiedUFM with ``dim >= V + n``; its cost does
-            not depend on d; no parameters, so not with ``save_params``) or one of scipy's ``solve_ivp``
+            analytic Jacobian, BDF with Newton solves on ``W E`` alone; UFM and unnormalised ModifiedUFM
+            with ``dim >= V + n``; its cost does not depend on d; no parameters, so not with
+            ``save_params``) or one of scipy's ``solve_ivp``
             methods: RK45, DOP853 (efficient at tight tolerances), RK23, LSODA, BDF, Radau.
         rtol: relative tolerance of the integrator, in (0, 1).
         atol: absolute tolerance of the integrator, in (0, 1).
