@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import ufmtheory as ut
 from ufmtheory.solvers import gram_flow as gf
+from ufmtheory.solvers import gram_newton as gn
 from ufmtheory.solvers._frontend import integrate
 
 from helpers import budget, soft_design
@@ -321,15 +322,15 @@ def test_bdf_symbolic_newton_matrix_is_rescaled_to_the_step_time():
 def test_rounding_floor_and_tolerance_growth():
     """The absolute tolerance starts at atol·max|θ0| (small start) and only grows: with the parameters'
     size, then with the rounding floor eps·(1+t)·max|y| (1e-5 on a state of size 500 at t = 1e8)."""
-    assert gf.rounding_floor(1e8, np.array([-500.0, 1.0])) == pytest.approx(
-        gf.ROUNDING_FLOOR * np.finfo(float).eps * (1 + 1e8) * 500
+    assert gn.rounding_floor(1e8, np.array([-500.0, 1.0])) == pytest.approx(
+        gn.ROUNDING_FLOOR * np.finfo(float).eps * (1 + 1e8) * 500
     )
     prob = ut.UFM(soft_design(3, 4, seed=0), dim=7)
     init = ut.init.small(prob, 1e-3, seed=0)
     tr = ut.gradient_flow(prob, 1e8, init=init, method="gram", atol=1e-10)
     assert tr.ok, tr.message
     start = 1e-10 * np.abs(np.concatenate([v.ravel() for v in init.values()])).max()
-    grown = gf.rounding_floor(1e8, np.array([np.trace(tr.gram_W[-1])]))  # at least the largest diagonal
+    grown = gn.rounding_floor(1e8, np.array([np.trace(tr.gram_W[-1])]))  # at least the largest diagonal
     assert start < tr.stats["atol_state"] and tr.stats["atol_state"] >= grown / (prob.design.V + 1)
 
 

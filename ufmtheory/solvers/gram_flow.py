@@ -44,7 +44,14 @@ import numpy as np
 from ufmtheory._results import make_stats
 from ufmtheory.models import UFM, ModifiedUFM, log_softmax_columns
 from ufmtheory.solvers._frontend import AUTO_STIFF_MAX_PARAMS, choose_method, dense_snapshots, integrate
-from ufmtheory.solvers.gram_newton import GramBDF, GramJacobian, symmetric_from_upper, upper_indices
+from ufmtheory.solvers.gram_newton import (
+    GramBDF,
+    GramJacobian,
+    atol_rule,
+    rounding_floor,
+    symmetric_from_upper,
+    upper_indices,
+)
 from ufmtheory.trajectory import Trajectory
 
 __all__ = [
@@ -385,58 +392,6 @@ def packed_jacobian(J_full: np.ndarray, V: int, n: int) -> np.ndarray:
 
 
 # -- the solve ---------------------------------------------------------------------------------------------
-def _atol_rule(
-    atol: float, theta0: np.ndarray, Z0: np.ndarray, A0: np.ndarray, B0: np.ndarray
-) -> Callable[[np.ndarray], float]:
-    """``rule(y) -> atol · min(1, |θ|)`` on the packed state, ``|θ|`` the parameters' size.
-
-    The Grams are quadratic in the parameters: an error δ in θ moves them by about ``|θ| δ``, so the
-    parameter flow's ``atol`` is ``atol · |θ|`` on the Grams. At the start ``|θ| = max|θ0|`` (init std 1e-3:
-    Grams ~1e-4, where an unscaled 1e-10 would be a 1e-6 relative error through the escape); it then grows
-    with ``sqrt(max(diag A, diag B))``, the largest row norm of ``[W; Eᵀ]``. A tolerance left at the start's
-    value (4e-13 on the 16 × 30 soft design) sits below what the Newton iteration can resolve once ``c J``
-    is large (rounding ~ ``cond · eps · |y|``), and the stepper then fails and restarts near-zero entries
-    again and again: on that design, 185 instead of 87 Jacobians to t = 1e5 under LSODA.
-    """
-    start = float(np.abs(theta0).max(initial=0.0))
-    row0 = _row_size(A0, B0)
-    if start == 0.0 or row0 == 0.0:
-        return lambda y: atol
-    V, n = A0.shape[0], B0.shape[0]
-    nz, na = V * n, V * (V + 1) // 2
-    diag_A = nz + np.cumsum(np.r_[0, np.arange(V, 1, -1)])  # packed positions of A's diagonal
-    diag_B = nz + na + np.cumsum(np.r_[0, np.arange(n, 1, -1)])
-
-    def rule(y: np.ndarray) -> float:
-        size = math.sqrt(max(float(y[diag_A].max()), float(y[diag_B].max()), 0.0))
-        return atol * min(1.0, start * size / row0)
-
-    return rule
-
-
-ROUNDING_FLOOR = 1.0
-"""Factor of the Gram flow's rounding floor on the absolute tolerance (:func:`rounding_floor`)."""
-
-
-def rounding_floor(t: float, y: np.ndarray) -> float:
-    """``ROUNDING_FLOOR · eps · (1 + t) · max|y|``: the smallest absolute tolerance worth asking for at time
-    ``t`` on the state ``y: (size,)``.
-
-    The right-hand side is a sum of terms of size about ``|y|`` whose result can be far smaller (late in a
-    soft-label flow the gradient is ~1/t, a difference of logits ~ln t), so each evaluation carries an
-    absolute rounding error of order ``eps |y|`` that no stepper can remove; over a step of length ~t it
-    moves the state by ``eps · t · |y|``. Asking for less makes Newton fail on that noise, fetch a new
-    Jacobian and halve the step, again and again. Measured on the 16 × 30 soft-label design to t = 1e8 at
-    rtol 1e-10: 29 Jacobians and an end-point error of 2.0e-9 against an rtol 1e-12 run, against 165
-    Jacobians and 9.8e-9 without the floor; a factor of 10 instead of 1 lets the error grow to 3.2e-7.
-    """
-    return ROUNDING_FLOOR * float(np.finfo(float).eps) * (1.0 + t) * float(np.abs(y).max(initial=0.0))
-
-
-def _row_size(A: np.ndarray, B: np.ndarray) -> float:
-    return math.sqrt(max(float(np.diag(A).max()), float(np.diag(B).max()), 0.0))
-
-
 def solve_gram_flow(
     problem: Any,
     theta0: np.ndarray,
@@ -453,8 +408,9 @@ def solve_gram_flow(
     """Integrate the Gram flow of ``problem`` from the parameters ``theta0: (n_params,)`` to ``t1``, saving at
     ``ts: (T,)`` (checked by the caller, :func:`ufmtheory.gradient_flow`); not yet passed through ``finish``.
 
-    The stepper's absolute tolerance follows the parameters' size (:func:`_atol_rule`; the largest one used
-    is ``stats["atol_state"]``): the Grams are quadratic in the parameters.
+    The stepper's absolute tolerance follows the parameters' size (the Grams are quadratic in them) and
+    never drops below the rounding floor (:func:`~ufmtheory.solvers.gram_newton.atol_rule`,
+    :func:`~ufmtheory.solvers.gram_newton.rounding_floor`); the largest one used is ``stats["atol_state"]``.
 
     Returns:
         Trajectory with the conventions of :func:`ufmtheory.gradient_flow` (``method="gram-BDF"``; stats
@@ -465,8 +421,8 @@ def solve_gram_flow(
     system = GramSystem.from_problem(problem)
     V, n = system.V, system.n
     y0 = pack_state(*initial_state(problem, problem.unpack(theta0)))
-    atol_rule = _atol_rule(atol, theta0, *unpack_state(y0, V, n))
-    atol_state = atol_rule(y0)
+    parameter_atol = atol_rule(atol, theta0, *unpack_state(y0, V, n)[1:])
+    atol_state = parameter_atol(y0)
     n_jac = 0
 
     def rhs(s: float, y: np.ndarray) -> np.ndarray:
@@ -486,7 +442,7 @@ def solve_gram_flow(
         def rule(s: float, y: np.ndarray) -> float:
             nonlocal atol_state
             t = math.expm1(s) if log_time else s
-            atol_state = max(atol_state, atol_rule(y), rounding_floor(t, y))
+            atol_state = max(atol_state, parameter_atol(y), rounding_floor(t, y))
             return atol_state
 
         scale = math.exp if log_time else None
