@@ -138,3 +138,18 @@ def test_aligned_init_is_balanced_for_the_modified_flow(normalize):
     np.testing.assert_allclose(gram_H, expected, atol=1e-12)
     np.testing.assert_allclose(gram_W, u0 * C, atol=1e-12)
     np.testing.assert_allclose(params["W"].T @ params["W"], params["E"] @ params["E"].T, atol=1e-12)
+
+
+def test_aligned_init_refuses_a_zero_feature_when_normalising():
+    """Found by the testing kit's problems/inits strategies under the ``many`` profile: counts
+    [[0, 1], [1, 1]] (the second context's next tokens are uniform, its centred label column is 0), alpha = 0,
+    normalize = 1. The aligned init gives that context the zero feature, and normalising it made loss and
+    gradient NaN; aligned() now refuses (ValueError), as it does for the other problems it cannot align.
+    Without normalisation the zero feature is a valid start."""
+    design = ut.designs.from_counts(np.array([[0, 1], [1, 1]]))
+    for dim in (1, 3):
+        prob = ut.ModifiedUFM(design, dim=dim, alpha=0.0, normalize=1.0)
+        with pytest.raises(ValueError, match="context 1 a zero feature"):
+            ut.init.aligned(prob, 1e-3)
+        params = ut.init.aligned(ut.ModifiedUFM(design, dim=dim, alpha=0.0), 1e-3)
+        assert np.linalg.norm(params["E"][:, 1]) == 0.0

@@ -136,7 +136,9 @@ def aligned(problem: Problem, scale: float = 1e-6) -> dict[str, np.ndarray]:
         scale: size of the starting label Gram (> 0); default 1e-6.
 
     Raises:
-        ValueError: if ``problem.dim`` is smaller than the rank of the centred labels, or ``K_x`` is singular.
+        ValueError: if ``problem.dim`` is smaller than the rank of the centred labels, ``K_x`` is singular,
+            or the problem normalises its features (``normalize=r``) and a context's aligned feature is zero
+            (its centred label column is zero and the attributes do not move it off zero).
 
     Example:
         >>> import numpy as np, ufmtheory as ut
@@ -180,6 +182,16 @@ def aligned(problem: Problem, scale: float = 1e-6) -> dict[str, np.ndarray]:
     sqrt_K = (Q * np.sqrt(evals)) @ Q.T
     inv_sqrt_K = (Q / np.sqrt(evals)) @ Q.T
     H[:rank, :] = (root[:, None] * Vt[:rank]) @ sqrt_K  # E X̃ = H
+    if getattr(problem, "normalize", None) is not None:
+        # Column normalisation needs every raw feature to be nonzero; a context whose label distribution is
+        # the mean of the others' (its centred label column is 0, e.g. uniform next tokens when alpha = 0)
+        # gets the zero feature here, and normalising it would give NaN loss and gradient.
+        norms = np.linalg.norm(H, axis=0)
+        if norms.min() <= 1e-10 * norms.max():
+            raise ValueError(
+                f"aligned() gives context {int(norms.argmin())} a zero feature, which normalize="
+                f"{problem.normalize!r} cannot project onto the sphere: use a small random init"
+            )
     E = ((root[:, None] * Vt[:rank]) @ inv_sqrt_K) @ X_tilde.T  # H K_x^{-1} X̃ᵀ
     E_full = np.zeros((problem.dim, X_tilde.shape[0]))
     E_full[:rank] = E
