@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
+import warnings
 
 import numpy as np
 import pytest
@@ -100,13 +102,21 @@ def test_hierarchical_rejects_bad_args():
 @settings(max_examples=budget(25))
 @given(m=st.integers(2, 12), p=st.integers(1, 8), data=st.data(), seed=st.integers(0, 10**6))
 def test_random_attributes(m, p, data, seed):
+    """Shapes, k ones per code, reproducible seeds, and the distinct-codes contract: every context gets its
+    own code whenever C(p, k) >= m, and a UserWarning (nothing else) says so when fewer codes exist."""
     k = data.draw(st.integers(1, p))
-    d = ut.designs.random_attributes(m, p, k, seed=seed)
+    enough = math.comb(p, k) >= m
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = ut.designs.random_attributes(m, p, k, seed=seed)
+        again = ut.designs.random_attributes(m, p, k, seed=np.random.default_rng(seed))
+    assert [str(w.message).count("codes exist") for w in caught] == ([] if enough else [1, 1])
     _check_common(d)
     assert (d.m, d.p, d.V) == (m, p, m)
     np.testing.assert_array_equal(d.X.sum(axis=0), k)
     np.testing.assert_array_equal(d.Y, np.eye(m))
-    again = ut.designs.random_attributes(m, p, k, seed=np.random.default_rng(seed))
+    if enough:
+        assert len(set(_codes(d))) == m
     np.testing.assert_array_equal(again.X, d.X)  # same seed, same numbers (int or Generator)
 
 
