@@ -143,6 +143,7 @@ def test_bad_design_and_config_types():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # ~14 s of CPU, 68 s wall beside the other slow tests at load 7 (default: 120 s)
 def test_demo_model_three_seeds_three_hundred_steps_match_separate_runs():
     # The measurement quoted in the docs: 3×3 factorial, demo width and depth, 300 steps, seeds 0-2.
     design = ut.designs.factorial((3, 3))
