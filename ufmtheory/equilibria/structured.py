@@ -133,10 +133,26 @@ def _factor_coefficients(
     ell: np.ndarray, kappa: np.ndarray, objective: str, lam_W: float, lam_X: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Balanced factors ``w_S > 0, h_S = ℓ_S/w_S`` minimising ``λ_W m w² + λ_X m h²/κ_pen`` at fixed ``ℓ``
-    (``κ_pen = κ`` for E, 1 for H): ``w² = |ℓ| sqrt(λ_X/(λ_W κ_pen))``; ratio 1 when a ridge is 0."""
+    (``κ_pen = κ`` for E, 1 for H): ``w² = |ℓ| sqrt(λ_X/(λ_W κ_pen))``; ratio 1 when a ridge is 0.
+
+    The ratio's fourth root is taken in log space (``λ_X/λ_W`` itself overflows for, e.g., 1e300/1e-300);
+    ridges so far apart that ``w²`` does not fit in float64 raise ValueError naming both."""
     kpen = np.where(kappa > 0, kappa, 1.0) if objective == "E" else np.ones_like(kappa)
-    ratio = math.sqrt(lam_X / lam_W) if lam_W > 0 and lam_X > 0 else 1.0
-    w = np.sqrt(np.abs(ell) * ratio / np.sqrt(kpen))
+    ratio = lam_X / lam_W if lam_W > 0 and lam_X > 0 else 1.0
+    if 1e-300 < ratio < 1e300:
+        root4 = 1.0  # the ratio is representable: the direct formula
+        w = np.sqrt(np.abs(ell) * math.sqrt(ratio) / np.sqrt(kpen))
+    else:  # 1e300 / 1e-300 overflows (and 1e-300 / 1e300 underflows to a zero state)
+        root4 = math.exp(0.25 * (math.log(lam_X) - math.log(lam_W)))
+        w = np.sqrt(np.abs(ell)) * (root4 / np.sqrt(np.sqrt(kpen)))
+    with np.errstate(over="ignore"):
+        fits = math.isfinite(root4) and bool(np.isfinite(np.sum(w * w)))
+    if not fits:
+        name = "lam_E" if objective == "E" else "lam_H"
+        raise ValueError(
+            f"lam_W = {lam_W:g} and {name} = {lam_X:g} are too far apart: the balanced factors"
+            f" w_S² = |ℓ_S| sqrt({name}/lam_W)/sqrt κ_S overflow float64"
+        )
     h = np.zeros_like(ell)
     nz = w > 0
     h[nz] = ell[nz] / w[nz]
@@ -318,7 +334,7 @@ def end_state(problem: UFM, *, lam_limit: bool = True) -> Equilibrium:
             raise ValueError(
                 f"lam_limit=False needs lam_W > 0 and lam_E > 0 (got {lam_W}, {lam_X}); use lam_limit=True"
             )
-        reg = regularized_end_state(sch, kappa, lam_WX=math.sqrt(lam_W * lam_X), objective="E")
+        reg = regularized_end_state(sch, kappa, lam_WX=math.sqrt(lam_W) * math.sqrt(lam_X), objective="E")
         ell = reg.ell_vector
         loss = reg.objective
         stats.update(objective=reg.objective, ce=reg.ce, kkt_residual=reg.kkt_residual)
