@@ -225,7 +225,8 @@ def cons_space(st: Any) -> Any:
 @dataclass(frozen=True, kw_only=True)
 class GDCase(StandardCase):
     """One case of ``gd_first_order``: a :class:`StandardCase` with one ridge ``lam`` on both factors, the
-    horizon ``T`` and the largest step ``lr_max`` (halved three times)."""
+    horizon ``T`` and the largest step ``lr_max`` (halved five times; the order is fitted on the three
+    smallest steps, ``lr_max/8 ... lr_max/32``, see :func:`gd_measure`)."""
 
     lam: float
     T: float
@@ -252,7 +253,24 @@ def gd_applicable(**params: Any) -> str | None:
     return GDCase(**params).reason()
 
 
+GD_HALVINGS = 6
+"""Steps ``lr_max / 2^k``, k = 0 ... 5, of which the order is fitted on the last :data:`GD_FIT`."""
+GD_FIT = 3
+
+
 def gd_measure(**params: Any) -> tuple[float, str]:
+    """|fitted order - 1| of the error ``max|θ_GD(T) - θ_GF(T)|`` over the step.
+
+    Why the three smallest of six steps: gradient descent is a one-step method of order 1, so its global
+    error at a fixed T has the expansion ``e(lr) = c1 lr + c2 lr² + O(lr³)`` (Hairer, Nørsett & Wanner I,
+    II.8), and the log-log slope between lr and lr/2 is
+    ``1 + log2((1 + ρ lr)/(1 + ρ lr/2)) ≈ 1 + ρ lr/(2 ln 2)`` with ``ρ = c2/c1`` a property of the problem,
+    not of the step. The hypothesis ``many`` run found |ρ| ≈ 2
+    (factorial (2,), dim 2, scale 0.1, lam 1e-2, T 25, seed 29: errors 7.5e-5, 5.8e-5, 3.9e-5, 2.2e-5 at
+    lr 0.4 ... 0.05, fitted order 0.59 on those four steps), so a fit over lr <= 0.4 misses the tolerance 0.1
+    by the second-order term alone. On lr = lr_max/8 ... lr_max/32 (0.05 ... 0.0125 for lr_max = 0.4)
+    the deviation is about ρ · 0.025 / 1.39 ≈ 0.04 for |ρ| = 2 (0.059 the worst of 400 adversarial
+    cases), and the tolerance 0.1 holds for |ρ| up to about 5."""
     case = GDCase(**params)
     T = case.T
     prob = UFM(case.design(), dim=case.dim, lam_W=case.lam, lam_H=case.lam)
@@ -261,7 +279,7 @@ def gd_measure(**params: Any) -> tuple[float, str]:
     finished(flow, "gradient_flow")
     target = prob.pack({k: v[-1] for k, v in required(flow.params, "gradient_flow: params").items()})
     lrs, errs = [], []
-    for k in range(4):
+    for k in range(GD_HALVINGS):
         steps = max(1, int(round(T / (case.lr_max / 2**k))))
         lr = T / steps  # the grid lands exactly on T
         gd = gradient_descent(prob, lr, steps, init=x0, saveat=np.array([0, steps]), save_params=True)
@@ -269,7 +287,7 @@ def gd_measure(**params: Any) -> tuple[float, str]:
         lrs.append(lr)
         last = {k2: v[-1] for k2, v in required(gd.params, "gradient_descent: params").items()}
         errs.append(float(np.abs(prob.pack(last) - target).max()))
-    slope = float(np.polyfit(np.log(lrs), np.log(errs), 1)[0])
+    slope = float(np.polyfit(np.log(lrs[-GD_FIT:]), np.log(errs[-GD_FIT:]), 1)[0])
     return abs(
         slope - 1.0
     ), f"fitted order {slope:.4f} from errors {[f'{e:.2e}' for e in errs]} at lr {[round(x, 4) for x in lrs]}"
