@@ -182,7 +182,8 @@ def aligned(problem: Problem, scale: float = 1e-6) -> dict[str, np.ndarray]:
     sqrt_K = (Q * np.sqrt(evals)) @ Q.T
     inv_sqrt_K = (Q / np.sqrt(evals)) @ Q.T
     H[:rank, :] = (root[:, None] * Vt[:rank]) @ sqrt_K  # E X̃ = H
-    if getattr(problem, "normalize", None) is not None:
+    radius = getattr(problem, "normalize", None)
+    if radius is not None:
         # Column normalisation needs every raw feature to be nonzero; a context whose label distribution is
         # the mean of the others' (its centred label column is 0, e.g. uniform next tokens when alpha = 0)
         # gets the zero feature here, and normalising it would give NaN loss and gradient.
@@ -190,7 +191,7 @@ def aligned(problem: Problem, scale: float = 1e-6) -> dict[str, np.ndarray]:
         if norms.min() <= 1e-10 * norms.max():
             raise ValueError(
                 f"aligned() gives context {int(norms.argmin())} a zero feature, which normalize="
-                f"{problem.normalize!r} cannot project onto the sphere: use a small random init"
+                f"{radius!r} cannot project onto the sphere: use a small random init"
             )
     E = ((root[:, None] * Vt[:rank]) @ inv_sqrt_K) @ X_tilde.T  # H K_x^{-1} X̃ᵀ
     E_full = np.zeros((problem.dim, X_tilde.shape[0]))
