@@ -31,7 +31,7 @@ def reference_ce(z: np.ndarray, y: np.ndarray) -> mpmath.mpf:
         zs = [mpmath.mpf(float(v)) for v in z]
         top = max(zs)
         lse = top + mpmath.log(mpmath.fsum(mpmath.exp(v - top) for v in zs))
-        return +mpmath.fsum(mpmath.mpf(float(w)) * (lse - v) for w, v in zip(y, zs) if w)
+        return +mpmath.fsum(mpmath.mpf(float(w)) * (lse - v) for w, v in zip(y, zs, strict=True) if w)
 
 
 def bound(ce: float, V: int, soft: bool = False) -> float:
