@@ -78,7 +78,7 @@ def _softmax_parts(Z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
     Error bound (u = 2^-53, n = V - 1 terms in ``r_j``): each ``exp(fl(z_v - max))`` is within
     ``(|z_v - max| + 1) u`` of ``exp(z_v - max)`` relative (the rounding of the difference, then exp's own
-    ulp); weighted by the terms, the mean of ``|z_v - max|`` over ``r_j`` is at most ``ln(n / r_j)``; the sum of
+    ulp); weighted by the terms, the mean of ``|z_v - max|`` over ``r_j`` is <= ``ln(n / r_j)``; the sum of
     ``n`` positive terms adds ``(n - 1) u`` at worst, and ``log1p`` is no worse conditioned than the sum
     (``r / ((1 + r) log1p r) <= 1``) plus its own ulp. So ``|Δce/ce| <= (ln(n / ce) + n + 3) u``: ~1e-15 for a
     loss of 1e-8, ~8e-14 at 1e-300 (from the ``ln`` term, which is the rounding of the logit difference
