@@ -296,8 +296,8 @@ def test_block_newton_solve_equals_the_dense_solve(model, lam):
 
 
 def test_bdf_symbolic_newton_matrix_is_rescaled_to_the_step_time():
-    """GramBDF factorises c·time_scale(t)/J.scale times the Jacobian: in log-time the Jacobian reused from an
-    earlier step is put on the current step's clock."""
+    """GramBDF factorises c·time_scale(t + h)/J.scale times the Jacobian: in log-time a Jacobian reused
+    from an earlier step is put on the clock of the time the Newton system is solved at."""
     from ufmtheory.solvers.gram_newton import GramBDF, NewtonMatrix
 
     prob = ut.UFM(soft_design(3, 4, seed=0), dim=7)
@@ -316,7 +316,8 @@ def test_bdf_symbolic_newton_matrix_is_rescaled_to_the_step_time():
         atol=1e-12,
     )
     factor = solver._factor(NewtonMatrix(blocks, 0.1 * blocks.scale))
-    assert factor.c == pytest.approx(0.1 * np.exp(2.0), rel=1e-14)
+    h = 0.1 * solver.alpha[solver.order]  # scipy BDF: c = h / alpha[order], solved at t + h
+    assert factor.c == pytest.approx(0.1 * np.exp(2.0 + h), rel=1e-14)
 
 
 def test_rounding_floor_and_tolerance_growth():

@@ -313,7 +313,10 @@ class GramBDF(BDF):
     def _factor(self, newton: NewtonMatrix) -> NewtonFactor:
         self.nlu += 1
         if self._time_scale is not None:
-            newton = NewtonMatrix(newton.jac, newton.c / newton.jac.scale * self._time_scale(self.t))
+            # BDF's c is h / alpha[order] (h signed): the system is solved at t + h, with factor e^{t + h}.
+            c_raw = newton.c / newton.jac.scale
+            t_new = self.t + c_raw * self.alpha[self.order]
+            newton = NewtonMatrix(newton.jac, c_raw * self._time_scale(t_new))
         return newton.factor()
 
     @staticmethod
